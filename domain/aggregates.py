@@ -1,0 +1,528 @@
+"""The aggregates: one class per thing, one method per thing that can happen.
+
+What a resource computes (extractor, source, stages, collection references,
+taxonomy config) is set when it is created or cloned and never changes; only
+names and descriptions can. Guards live in plain methods; the decorated
+methods are the state changes and run again on every replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    MetaDomainEvent,
+    event,
+)
+
+from domain.errors import CommandRejected, ErrorCode
+from domain.ids import Kind, new_id
+
+RESOURCE_KINDS = (Kind.BUCKET, Kind.COLLECTION, Kind.RETRIEVER, Kind.TAXONOMY)
+
+
+@dataclass(frozen=True)
+class DomainEvent(metaclass=MetaDomainEvent):
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+class Aggregate(BaseAggregate[str]):
+    """The library's Aggregate, with readable string IDs instead of UUIDs."""
+
+    @dataclass(frozen=True)
+    class Event(DomainEvent, CanMutateAggregate[str]):
+        pass
+
+    @dataclass(frozen=True)
+    class Created(CanInitAggregate[str], Event):
+        originator_topic: str
+
+
+class Entity(Aggregate):
+    """An aggregate whose ID carries its kind's prefix."""
+
+    KIND: ClassVar[Kind]
+
+    @classmethod
+    def create_id(cls, **_: Any) -> str:
+        return new_id(cls.KIND)
+
+
+class Namespace(Entity, created_event_name="Created"):
+    """An environment: the resources it holds and the names they go by."""
+
+    KIND = Kind.NAMESPACE
+
+    class Created(Aggregate.Created):
+        namespace_name: str
+        description: str
+
+    class Cloned(Created):
+        source_namespace_id: str
+        clone_task_id: str
+
+        def apply(self, aggregate: Namespace) -> None:
+            aggregate.source_namespace_id = self.source_namespace_id
+            aggregate.clone_task_id = self.clone_task_id
+
+    def __init__(self, namespace_name: str, description: str) -> None:
+        self.namespace_name = namespace_name
+        self.description = description
+        self.source_namespace_id: str | None = None
+        self.clone_task_id: str | None = None
+        # kind -> resource id -> name
+        self.resources: dict[str, dict[str, str]] = {kind.value: {} for kind in RESOURCE_KINDS}
+
+    @property
+    def namespace_id(self) -> str:
+        return self.id
+
+    def clone(
+        self, *, id: str, namespace_name: str, description: str, clone_task_id: str  # noqa: A002
+    ) -> Namespace:
+        return Namespace._create(
+            Namespace.Cloned,
+            id=id,
+            namespace_name=namespace_name,
+            description=description,
+            source_namespace_id=self.id,
+            clone_task_id=clone_task_id,
+        )
+
+    @event("Renamed")
+    def rename(self, namespace_name: str) -> None:
+        self.namespace_name = namespace_name
+
+    @event("DescriptionChanged")
+    def change_description(self, description: str) -> None:
+        self.description = description
+
+    def find(self, kind: Kind, name: str) -> str | None:
+        """The ID of the resource of this kind that goes by this name here."""
+        for resource_id, resource_name in self.resources[kind.value].items():
+            if resource_name == name:
+                return resource_id
+        return None
+
+    def holds(self, kind: Kind, resource_id: str) -> bool:
+        return resource_id in self.resources[kind.value]
+
+    def add_resource(self, kind: Kind, resource_id: str, name: str) -> None:
+        self._refuse_taken_name(kind, name)
+        self._resource_added(kind=kind.value, resource_id=resource_id, name=name)
+
+    def rename_resource(self, kind: Kind, resource_id: str, name: str) -> None:
+        if self.resources[kind.value].get(resource_id) == name:
+            return
+        self._refuse_taken_name(kind, name)
+        self._resource_renamed(kind=kind.value, resource_id=resource_id, name=name)
+
+    def _refuse_taken_name(self, kind: Kind, name: str) -> None:
+        taken_by = self.find(kind, name)
+        if taken_by is not None:
+            raise CommandRejected(
+                ErrorCode.DUPLICATE_NAME,
+                f"a {kind.value} named {name!r} already exists in namespace "
+                f"{self.namespace_name!r} ({taken_by})",
+                field=f"body.{kind.value}_name",
+                existing_id=taken_by,
+            )
+
+    @event("ResourceAdded")
+    def _resource_added(self, kind: str, resource_id: str, name: str) -> None:
+        self.resources[kind][resource_id] = name
+
+    @event("ResourceRenamed")
+    def _resource_renamed(self, kind: str, resource_id: str, name: str) -> None:
+        self.resources[kind][resource_id] = name
+
+
+class NamespaceName(Aggregate):
+    """Claims a namespace name across the whole system, so it stays unique."""
+
+    class Created(Aggregate.Created):
+        namespace_name: str
+        namespace_id: str
+
+    def __init__(self, namespace_name: str, namespace_id: str) -> None:
+        self.namespace_name = namespace_name
+        self.claimed_by: str | None = namespace_id
+        self.namespace_id = namespace_id  # the latest claimant, kept after a release
+
+    @staticmethod
+    def id_for(namespace_name: str) -> str:
+        return f"nsname:{namespace_name}"
+
+    @classmethod
+    def claim(cls, namespace_name: str, namespace_id: str) -> NamespaceName:
+        return cls._create(
+            cls.Created,
+            id=cls.id_for(namespace_name),
+            namespace_name=namespace_name,
+            namespace_id=namespace_id,
+        )
+
+    def reclaim(self, namespace_id: str) -> None:
+        if self.claimed_by is not None:
+            raise CommandRejected(
+                ErrorCode.DUPLICATE_NAME,
+                f"a namespace named {self.namespace_name!r} already exists ({self.claimed_by})",
+                field="body.namespace_name",
+                existing_id=self.claimed_by,
+            )
+        self._claimed(namespace_id=namespace_id)
+
+    @event("Claimed")
+    def _claimed(self, namespace_id: str) -> None:
+        self.claimed_by = namespace_id
+        self.namespace_id = namespace_id
+
+    @event("Released")
+    def release(self) -> None:
+        self.claimed_by = None
+
+
+class Resource(Entity):
+    """Something that lives in one namespace and goes by a unique name there."""
+
+    NAME_FIELD: ClassVar[str]
+    namespace_id: str
+    description: str
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self, self.NAME_FIELD))
+
+    @event("DescriptionChanged")
+    def change_description(self, description: str) -> None:
+        self.description = description
+
+
+class Bucket(Resource, created_event_name="Created"):
+    """Raw objects and the schema they follow."""
+
+    KIND = Kind.BUCKET
+    NAME_FIELD = "bucket_name"
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        bucket_name: str
+        description: str
+        bucket_schema: dict[str, Any]
+
+    class Cloned(Created):
+        source_bucket_id: str
+
+        def apply(self, aggregate: Bucket) -> None:
+            aggregate.source_bucket_id = self.source_bucket_id
+
+    def __init__(
+        self,
+        namespace_id: str,
+        bucket_name: str,
+        description: str,
+        bucket_schema: dict[str, Any],
+    ) -> None:
+        self.namespace_id = namespace_id
+        self.bucket_name = bucket_name
+        self.description = description
+        self.bucket_schema = bucket_schema
+        self.source_bucket_id: str | None = None
+
+    def clone(self, *, id: str, namespace_id: str) -> Bucket:  # noqa: A002
+        return Bucket._create(
+            Bucket.Cloned,
+            id=id,
+            namespace_id=namespace_id,
+            bucket_name=self.bucket_name,
+            description=self.description,
+            bucket_schema=self.bucket_schema,
+            source_bucket_id=self.id,
+        )
+
+    @event("Renamed")
+    def rename(self, bucket_name: str) -> None:
+        self.bucket_name = bucket_name
+
+
+class VectorMode:
+    """Where a collection's vectors come from."""
+
+    OWN = "own"  # made by its own extractor from its source
+    REUSE = "reuse"  # a view over the source collection's vectors: nothing copied
+    COPY = "copy"  # a physical copy of the source's vectors (namespace deep clone)
+    REPROCESS = "reprocess"  # a new extractor: must be re-embedded before use
+
+
+class CollectionStatus:
+    READY = "ready"
+    AWAITING_REPROCESS = "awaiting_reprocess"
+
+
+class Collection(Resource, created_event_name="Created"):
+    """Documents and the vectors one feature extractor made of them."""
+
+    KIND = Kind.COLLECTION
+    NAME_FIELD = "collection_name"
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        collection_name: str
+        description: str
+        source: dict[str, Any]
+        feature_extractor: dict[str, Any]
+
+    class Cloned(Created):
+        source_collection_id: str
+        vector_mode: str
+
+        def apply(self, aggregate: Collection) -> None:
+            aggregate.source_collection_id = self.source_collection_id
+            aggregate.vector_mode = self.vector_mode
+            if self.vector_mode == VectorMode.REPROCESS:
+                aggregate.status = CollectionStatus.AWAITING_REPROCESS
+
+    def __init__(
+        self,
+        namespace_id: str,
+        collection_name: str,
+        description: str,
+        source: dict[str, Any],
+        feature_extractor: dict[str, Any],
+    ) -> None:
+        self.namespace_id = namespace_id
+        self.collection_name = collection_name
+        self.description = description
+        self.source = source
+        self.feature_extractor = feature_extractor
+        self.source_collection_id: str | None = None
+        self.vector_mode = VectorMode.OWN
+        self.status = CollectionStatus.READY
+
+    def clone(
+        self,
+        *,
+        id: str,  # noqa: A002
+        namespace_id: str,
+        collection_name: str,
+        description: str,
+        source: dict[str, Any],
+        feature_extractor: dict[str, Any],
+        deep_copy: bool = False,
+    ) -> Collection:
+        """A new collection from this one. Vectors are model-specific: the same
+        extractor shares them (or copies them, for a deep copy), a new one needs
+        reprocessing."""
+        if feature_extractor != self.feature_extractor:
+            vector_mode = VectorMode.REPROCESS
+        else:
+            vector_mode = VectorMode.COPY if deep_copy else VectorMode.REUSE
+        return Collection._create(
+            Collection.Cloned,
+            id=id,
+            namespace_id=namespace_id,
+            collection_name=collection_name,
+            description=description,
+            source=source,
+            feature_extractor=feature_extractor,
+            source_collection_id=self.id,
+            vector_mode=vector_mode,
+        )
+
+    @event("Renamed")
+    def rename(self, collection_name: str) -> None:
+        self.collection_name = collection_name
+
+
+class Retriever(Resource, created_event_name="Created"):
+    """A pipeline of stages over collections."""
+
+    KIND = Kind.RETRIEVER
+    NAME_FIELD = "retriever_name"
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        retriever_name: str
+        description: str
+        collection_ids: list[str]
+        stages: list[dict[str, Any]]
+        input_schema: dict[str, Any]
+
+    class Cloned(Created):
+        source_retriever_id: str
+
+        def apply(self, aggregate: Retriever) -> None:
+            aggregate.source_retriever_id = self.source_retriever_id
+
+    def __init__(
+        self,
+        namespace_id: str,
+        retriever_name: str,
+        description: str,
+        collection_ids: list[str],
+        stages: list[dict[str, Any]],
+        input_schema: dict[str, Any],
+    ) -> None:
+        self.namespace_id = namespace_id
+        self.retriever_name = retriever_name
+        self.description = description
+        self.collection_ids = collection_ids
+        self.stages = stages
+        self.input_schema = input_schema
+        self.source_retriever_id: str | None = None
+
+    def clone(
+        self,
+        *,
+        id: str,  # noqa: A002
+        namespace_id: str,
+        retriever_name: str,
+        description: str,
+        collection_ids: list[str],
+        stages: list[dict[str, Any]],
+        input_schema: dict[str, Any],
+    ) -> Retriever:
+        return Retriever._create(
+            Retriever.Cloned,
+            id=id,
+            namespace_id=namespace_id,
+            retriever_name=retriever_name,
+            description=description,
+            collection_ids=collection_ids,
+            stages=stages,
+            input_schema=input_schema,
+            source_retriever_id=self.id,
+        )
+
+    @event("Renamed")
+    def rename(self, retriever_name: str) -> None:
+        self.retriever_name = retriever_name
+
+
+class Taxonomy(Resource, created_event_name="Created"):
+    """Classification through a retriever against reference collections."""
+
+    KIND = Kind.TAXONOMY
+    NAME_FIELD = "taxonomy_name"
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        taxonomy_name: str
+        description: str
+        config: dict[str, Any]
+
+    class Cloned(Created):
+        source_taxonomy_id: str
+
+        def apply(self, aggregate: Taxonomy) -> None:
+            aggregate.source_taxonomy_id = self.source_taxonomy_id
+
+    def __init__(
+        self,
+        namespace_id: str,
+        taxonomy_name: str,
+        description: str,
+        config: dict[str, Any],
+    ) -> None:
+        self.namespace_id = namespace_id
+        self.taxonomy_name = taxonomy_name
+        self.description = description
+        self.config = config
+        self.source_taxonomy_id: str | None = None
+
+    def clone(
+        self,
+        *,
+        id: str,  # noqa: A002
+        namespace_id: str,
+        taxonomy_name: str,
+        description: str,
+        config: dict[str, Any],
+    ) -> Taxonomy:
+        return Taxonomy._create(
+            Taxonomy.Cloned,
+            id=id,
+            namespace_id=namespace_id,
+            taxonomy_name=taxonomy_name,
+            description=description,
+            config=config,
+            source_taxonomy_id=self.id,
+        )
+
+    @event("Renamed")
+    def rename(self, taxonomy_name: str) -> None:
+        self.taxonomy_name = taxonomy_name
+
+
+class TaskStatus:
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class CloneTask(Entity):
+    """The asynchronous part of a namespace clone, ending in a DeepCloneResult."""
+
+    KIND = Kind.TASK
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        source_namespace_id: str
+        target_namespace_id: str
+        include_resources: dict[str, bool]
+
+    def __init__(
+        self,
+        namespace_id: str,
+        source_namespace_id: str,
+        target_namespace_id: str,
+        include_resources: dict[str, bool],
+    ) -> None:
+        self.namespace_id = namespace_id
+        self.source_namespace_id = source_namespace_id
+        self.target_namespace_id = target_namespace_id
+        self.include_resources = include_resources
+        self.status = TaskStatus.PENDING
+        self.result: dict[str, Any] | None = None
+
+    @event("Completed")
+    def complete(self, result: dict[str, Any]) -> None:
+        self.status = TaskStatus.COMPLETED
+        self.result = result
+
+
+class CommandReceipt(Aggregate):
+    """That a command was applied: makes a command_id an idempotency key."""
+
+    class Accepted(Aggregate.Created):
+        command_id: str
+        command_type: str
+        body_digest: str
+
+    def __init__(self, command_id: str, command_type: str, body_digest: str) -> None:
+        self.command_id = command_id
+        self.command_type = command_type
+        self.body_digest = body_digest
+
+    @staticmethod
+    def id_for(command_id: str) -> str:
+        return f"cmd:{command_id}"
+
+    @classmethod
+    def accept(cls, command_id: str, command_type: str, body_digest: str) -> CommandReceipt:
+        return cls._create(
+            cls.Accepted,
+            id=cls.id_for(command_id),
+            command_id=command_id,
+            command_type=command_type,
+            body_digest=body_digest,
+        )

@@ -1,0 +1,117 @@
+"""The application layer: load, decide, save, with the command's position.
+
+A command's events, its receipt and the Kafka position it came from are
+written in one transaction (eventsourcing's ProcessingEvent with Tracking), so
+a command is applied exactly once however often it is delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Recording, Tracking
+from eventsourcing.projection import EventSourcedProjection
+
+from domain.aggregates import CommandReceipt
+from domain.commands import Command
+from domain.errors import CommandRejected, ErrorCode
+from domain.handlers import HANDLERS
+from domain.unit import Unit
+
+log = logging.getLogger(__name__)
+
+# Event attributes that say who caused an event and where; stored with each event.
+META_FIELDS = ("command_id", "actor", "namespace_id")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What executing a command did."""
+
+    positions: list[int]  # the positions of its new events; empty for a duplicate
+    duplicate: bool = False
+
+
+class AlreadyProcessed(Exception):
+    """This position was recorded before: a redelivery after a crash or rebalance."""
+
+
+class Environments(EventSourcedProjection[str]):
+    """The write side of every environment."""
+
+    name = "envbranch"
+    env: Mapping[str, str] = {"ORIGINATOR_ID_TYPE": "text"}  # type: ignore[assignment]
+    max_conflict_retries = 20
+
+    def execute(self, command: Command, tracking: Tracking | None = None) -> Outcome:
+        """Apply a command, retrying when another writer touched the same aggregates."""
+        for _ in range(self.max_conflict_retries):
+            try:
+                return self._execute_once(command, tracking)
+            except IntegrityError:
+                if tracking is not None and self.has_recorded(tracking):
+                    raise AlreadyProcessed(tracking) from None
+                log.info("conflict applying %s, retrying", command.command_id)
+        raise RuntimeError(f"gave up on {command.command_id} after repeated conflicts")
+
+    def _execute_once(self, command: Command, tracking: Tracking | None) -> Outcome:
+        unit = Unit(self.repository)
+        receipt = unit.get(CommandReceipt.id_for(command.command_id), CommandReceipt)
+        if receipt is not None:
+            if receipt.body_digest != command.digest:
+                raise CommandRejected(
+                    ErrorCode.COMMAND_ID_REUSED,
+                    f"command_id {command.command_id!r} was already used for a different "
+                    f"command ({receipt.command_type}); use a new command_id",
+                    field="command_id",
+                )
+            if tracking is not None:
+                self.record_position(tracking)
+            return Outcome(positions=[], duplicate=True)
+
+        HANDLERS[command.type](unit, command.body)
+        processing: ProcessingEvent[str] = ProcessingEvent(tracking=tracking)
+        events = sorted(
+            (event for aggregate in unit.aggregates for event in aggregate.collect_events()),
+            key=lambda event: event.timestamp,
+        )
+        # The receipt goes last: once it is visible, so is everything the command did.
+        receipt = CommandReceipt.accept(command.command_id, command.type, command.digest)
+        events.extend(receipt.collect_events())
+        aggregates = {aggregate.id: aggregate for aggregate in [*unit.aggregates, receipt]}
+        for event in events:
+            owner = aggregates[event.originator_id]
+            _stamp(
+                event,
+                command_id=command.command_id,
+                actor=command.actor,
+                namespace_id=getattr(owner, "namespace_id", None) or unit.namespace_id,
+            )
+        processing.collect_events(*events)
+        recordings: list[Recording[str]] = self._record(processing)
+        return Outcome(positions=[r.notification.id for r in recordings])
+
+    def record_position(self, tracking: Tracking) -> None:
+        """Record a position that wrote no events (a rejected or duplicate command)."""
+        try:
+            self.recorder.insert_tracking(tracking)
+        except IntegrityError:
+            pass  # recorded already: nothing more to do
+
+    def has_recorded(self, tracking: Tracking) -> bool:
+        last = self.recorder.max_tracking_id(tracking.application_name)
+        return last is not None and last >= tracking.notification_id
+
+    def last_position(self, application_name: str) -> int | None:
+        return self.recorder.max_tracking_id(application_name)
+
+
+def _stamp(event: Any, **meta: Any) -> None:
+    # Domain events are frozen; these attributes are context, not decisions, and are
+    # added once, before the event is stored.
+    for key, value in meta.items():
+        object.__setattr__(event, key, value)

@@ -1,0 +1,154 @@
+"""Namespace clone: deep-copy an environment and remap every internal ID."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain.aggregates import (
+    RESOURCE_KINDS,
+    Bucket,
+    CloneTask,
+    Collection,
+    Namespace,
+    Resource,
+    Retriever,
+    Taxonomy,
+)
+from domain.commands import CloneNamespace
+from domain.errors import CommandRejected, ErrorCode
+from domain.ids import Kind, new_id
+from domain.references import map_collections, map_source, map_taxonomy_config
+from domain.unit import Unit
+from domain.values import IncludeResources
+
+
+class DeepCloneResult(BaseModel):
+    """How a namespace clone ended: every source ID and the ID of its clone."""
+
+    task_id: str
+    source_namespace_id: str
+    namespace_id: str
+    # plural kind ("namespaces", "buckets", ...) -> source ID -> clone ID
+    mapping: dict[str, dict[str, str]]
+    # plural kind -> how many were cloned
+    counts: dict[str, int]
+
+
+def included_kinds(include: IncludeResources) -> list[Kind]:
+    """Which kinds a clone takes; refuses a selection that would leave references outside."""
+    if include.retrievers and not include.collections:
+        raise CommandRejected(
+            ErrorCode.INVALID_INCLUDE_RESOURCES,
+            "include_resources.retrievers needs include_resources.collections: "
+            "cloned retrievers would read collections outside the clone",
+            field="body.include_resources.retrievers",
+        )
+    if include.taxonomies and not include.retrievers:
+        raise CommandRejected(
+            ErrorCode.INVALID_INCLUDE_RESOURCES,
+            "include_resources.taxonomies needs include_resources.retrievers: "
+            "cloned taxonomies would classify through retrievers outside the clone",
+            field="body.include_resources.taxonomies",
+        )
+    wanted = {
+        Kind.BUCKET: True,
+        Kind.COLLECTION: include.collections,
+        Kind.RETRIEVER: include.retrievers,
+        Kind.TAXONOMY: include.taxonomies,
+    }
+    return [kind for kind in RESOURCE_KINDS if wanted[kind]]
+
+
+def remap_ids(source: Namespace, kinds: list[Kind]) -> dict[Kind, dict[str, str]]:
+    """A new ID for every resource of the included kinds."""
+    return {kind: {old: new_id(kind) for old in source.resources[kind.value]} for kind in kinds}
+
+
+def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
+    source = unit.namespace(body.namespace_identifier)
+    kinds = included_kinds(body.include_resources)
+    ids = remap_ids(source, kinds)
+
+    def remapped(kind: Kind, old: str, field: str) -> str:
+        try:
+            return ids[kind][old]
+        except KeyError:
+            raise CommandRejected(
+                ErrorCode.INVALID_REFERENCE,
+                f"{field} refers to {kind.value} {old}, which the clone does not include",
+                field=field,
+            ) from None
+
+    target_id = new_id(Kind.NAMESPACE)
+    task = CloneTask(
+        namespace_id=source.id,
+        source_namespace_id=source.id,
+        target_namespace_id=target_id,
+        include_resources=body.include_resources.model_dump(),
+    )
+    target = source.clone(
+        id=target_id,
+        namespace_name=body.namespace_name,
+        description=source.description if body.description is None else body.description,
+        clone_task_id=task.id,
+    )
+    unit.claim_namespace_name(body.namespace_name, target.id)
+    unit.add(task, target)
+
+    for kind in kinds:
+        for old, new in ids[kind].items():
+            original = unit.get(old, Resource)
+            if original is None:  # the catalog and the store disagree: never written
+                raise RuntimeError(f"namespace {source.id} lists {old}, which does not exist")
+            clone = _clone_resource(original, new, target.id, remapped)
+            target.add_resource(kind, clone.id, clone.name)
+            unit.add(clone)
+
+    plural = {kind: kind.plural for kind in RESOURCE_KINDS}
+    result = DeepCloneResult(
+        task_id=task.id,
+        source_namespace_id=source.id,
+        namespace_id=target.id,
+        mapping={
+            "namespaces": {source.id: target.id},
+            **{plural[kind]: dict(ids.get(kind, {})) for kind in RESOURCE_KINDS},
+        },
+        counts={plural[kind]: len(ids.get(kind, {})) for kind in RESOURCE_KINDS},
+    )
+    task.complete(result=result.model_dump())
+
+
+def _clone_resource(original: Resource, new: str, namespace_id: str, ref: Any) -> Resource:
+    if isinstance(original, Bucket):
+        return original.clone(id=new, namespace_id=namespace_id)
+    if isinstance(original, Collection):
+        return original.clone(
+            id=new,
+            namespace_id=namespace_id,
+            collection_name=original.collection_name,
+            description=original.description,
+            source=map_source(original.source, ref, "source"),
+            feature_extractor=original.feature_extractor,
+            deep_copy=True,
+        )
+    if isinstance(original, Retriever):
+        return original.clone(
+            id=new,
+            namespace_id=namespace_id,
+            retriever_name=original.retriever_name,
+            description=original.description,
+            collection_ids=map_collections(original.collection_ids, ref, "collection_ids"),
+            stages=original.stages,
+            input_schema=original.input_schema,
+        )
+    if isinstance(original, Taxonomy):
+        return original.clone(
+            id=new,
+            namespace_id=namespace_id,
+            taxonomy_name=original.taxonomy_name,
+            description=original.description,
+            config=map_taxonomy_config(original.config, ref, "config"),
+        )
+    raise TypeError(f"cannot clone {type(original).__name__}")

@@ -1,0 +1,279 @@
+"""Commands: one JSON envelope ``{command_id, type, body, actor, issued_at}``.
+
+Bodies follow the public Mixpeek API's field names. A command that acts on an
+existing resource names it the way the API paths do (``*_identifier``: an ID,
+or a name resolved within the namespace); a command that creates inside a
+namespace carries ``namespace_identifier``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from domain.errors import CommandRejected, ErrorCode
+from domain.values import (
+    BucketSchema,
+    CollectionSource,
+    Description,
+    FeatureExtractor,
+    Identifier,
+    IncludeResources,
+    ResourceName,
+    Stage,
+    TaxonomyConfig,
+)
+
+
+class CommandEnvelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Annotated[str, Field(min_length=1, max_length=100)]
+    body: dict[str, Any]
+    actor: Annotated[str, Field(min_length=1, max_length=200)]
+    issued_at: datetime | None = None
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InNamespace(Body):
+    namespace_identifier: Identifier
+
+
+# --- namespaces -----------------------------------------------------------
+
+
+class CreateNamespace(Body):
+    namespace_name: ResourceName
+    description: Description = ""
+
+
+class UpdateNamespace(InNamespace):
+    namespace_name: ResourceName | None = None
+    description: Description | None = None
+
+
+class CloneNamespace(InNamespace):
+    namespace_name: ResourceName
+    description: Description | None = None
+    include_resources: IncludeResources = IncludeResources()
+
+
+# --- buckets --------------------------------------------------------------
+
+
+class CreateBucket(InNamespace):
+    bucket_name: ResourceName
+    description: Description = ""
+    bucket_schema: BucketSchema
+
+
+class UpdateBucket(InNamespace):
+    bucket_identifier: Identifier
+    bucket_name: ResourceName | None = None
+    description: Description | None = None
+
+
+# --- collections ----------------------------------------------------------
+
+
+class CreateCollection(InNamespace):
+    collection_name: ResourceName
+    description: Description = ""
+    source: CollectionSource
+    feature_extractor: FeatureExtractor
+
+
+class UpdateCollection(InNamespace):
+    collection_identifier: Identifier
+    collection_name: ResourceName | None = None
+    description: Description | None = None
+
+
+class CloneCollection(InNamespace):
+    collection_identifier: Identifier
+    collection_name: ResourceName
+    description: Description | None = None
+    source: CollectionSource | None = None
+    feature_extractor: FeatureExtractor | None = None
+
+
+# --- retrievers -----------------------------------------------------------
+
+InputSchema = dict[str, dict[str, Any]]
+
+
+class CreateRetriever(InNamespace):
+    retriever_name: ResourceName
+    description: Description = ""
+    collection_identifiers: Annotated[list[Identifier], Field(min_length=1)]
+    stages: Annotated[list[Stage], Field(min_length=1)]
+    input_schema: InputSchema = Field(default_factory=dict)
+
+
+class UpdateRetriever(InNamespace):
+    retriever_identifier: Identifier
+    retriever_name: ResourceName | None = None
+    description: Description | None = None
+
+
+class CloneRetriever(InNamespace):
+    retriever_identifier: Identifier
+    retriever_name: ResourceName
+    description: Description | None = None
+    collection_identifiers: Annotated[list[Identifier], Field(min_length=1)] | None = None
+    stages: Annotated[list[Stage], Field(min_length=1)] | None = None
+    input_schema: InputSchema | None = None
+
+
+# --- taxonomies -----------------------------------------------------------
+
+
+class CreateTaxonomy(InNamespace):
+    taxonomy_name: ResourceName
+    description: Description = ""
+    config: TaxonomyConfig
+
+
+class UpdateTaxonomy(InNamespace):
+    taxonomy_identifier: Identifier
+    taxonomy_name: ResourceName | None = None
+    description: Description | None = None
+
+
+class CloneTaxonomy(InNamespace):
+    taxonomy_identifier: Identifier
+    taxonomy_name: ResourceName
+    description: Description | None = None
+    config: TaxonomyConfig | None = None
+
+
+BODIES: dict[str, type[Body]] = {
+    "namespaces.create": CreateNamespace,
+    "namespaces.update": UpdateNamespace,
+    "namespaces.clone": CloneNamespace,
+    "buckets.create": CreateBucket,
+    "buckets.update": UpdateBucket,
+    "collections.create": CreateCollection,
+    "collections.update": UpdateCollection,
+    "collections.clone": CloneCollection,
+    "retrievers.create": CreateRetriever,
+    "retrievers.update": UpdateRetriever,
+    "retrievers.clone": CloneRetriever,
+    "taxonomies.create": CreateTaxonomy,
+    "taxonomies.update": UpdateTaxonomy,
+    "taxonomies.clone": CloneTaxonomy,
+}
+
+# What a resource computes never changes; an update that tries gets a pointer to clone.
+IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "buckets.update": ("bucket_schema",),
+    "collections.update": ("source", "feature_extractor"),
+    "retrievers.update": ("collection_identifiers", "collection_ids", "stages", "input_schema"),
+    "taxonomies.update": ("config",),
+}
+
+
+class Command(BaseModel):
+    """A decoded, validated command."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command_id: str
+    type: str
+    body: Body
+    actor: str
+    issued_at: datetime | None = None
+
+    @property
+    def digest(self) -> str:
+        """Identifies what the command asks for, to tell a retry from a reused command_id."""
+        canonical = json.dumps(
+            {"type": self.type, "body": self.body.model_dump(mode="json")},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _rejected(code: ErrorCode, error: ValidationError, prefix: str) -> CommandRejected:
+    problems = [
+        {
+            "field": _field_path((prefix, *e["loc"]) if prefix else e["loc"]),
+            "message": e["msg"],
+        }
+        for e in error.errors(include_url=False)
+    ]
+    first = problems[0]
+    return CommandRejected(
+        code, f"{first['field']}: {first['message']}", field=first["field"], problems=problems
+    )
+
+
+def decode_command(raw: bytes) -> Command:
+    """Read a command from the bytes of a message; CommandRejected says why not."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandRejected(ErrorCode.NOT_UTF8, f"message is not UTF-8: {e}") from e
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CommandRejected(ErrorCode.INVALID_JSON, f"message is not JSON: {e}") from e
+    if not isinstance(document, dict):
+        raise CommandRejected(
+            ErrorCode.INVALID_ENVELOPE,
+            f"a command is a JSON object, got {type(document).__name__}",
+        )
+    return command_from_document(document)
+
+
+def command_from_document(document: dict[str, Any]) -> Command:
+    try:
+        envelope = CommandEnvelope.model_validate(document)
+    except ValidationError as e:
+        raise _rejected(ErrorCode.INVALID_ENVELOPE, e, "") from e
+    body_model = BODIES.get(envelope.type)
+    if body_model is None:
+        raise CommandRejected(
+            ErrorCode.UNKNOWN_COMMAND_TYPE,
+            f"unknown command type {envelope.type!r}; known types: {', '.join(sorted(BODIES))}",
+            field="type",
+        )
+    for name in IMMUTABLE_FIELDS.get(envelope.type, ()):
+        if name in envelope.body:
+            kind = envelope.type.split(".")[0]
+            raise CommandRejected(
+                ErrorCode.IMMUTABLE_FIELD,
+                f"{name} cannot change once set: clone the {kind[:-1]} with a new "
+                f"{name} instead ({kind}.clone)",
+                field=f"body.{name}",
+            )
+    try:
+        body = body_model.model_validate(envelope.body)
+    except ValidationError as e:
+        raise _rejected(ErrorCode.VALIDATION_ERROR, e, "body") from e
+    return Command(
+        command_id=envelope.command_id,
+        type=envelope.type,
+        body=body,
+        actor=envelope.actor,
+        issued_at=envelope.issued_at,
+    )

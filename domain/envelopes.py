@@ -1,0 +1,70 @@
+"""The events topic's contract: one JSON envelope per stored event."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+COMMANDS_TOPIC = "envbranch.commands"
+EVENTS_TOPIC = "envbranch.events"
+DLQ_TOPIC = "envbranch.commands.dlq"
+
+POSITION_HEADER = "envbranch.position"
+
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1c3b8e-5d2a-4c47-9e0b-2a7d9f4e1c55")
+_NOT_DATA = {
+    "originator_id",
+    "originator_version",
+    "originator_topic",
+    "timestamp",
+    "command_id",
+    "actor",
+    "namespace_id",
+}
+
+
+class EventEnvelope(BaseModel):
+    position: int
+    event_id: str
+    type: str
+    aggregate_id: str
+    aggregate_version: int
+    namespace_id: str | None
+    command_id: str | None
+    actor: str | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> EventEnvelope:
+        return cls.model_validate_json(raw)
+
+
+def event_id_of(aggregate_id: str, aggregate_version: int) -> str:
+    """The same event always gets the same ID, also when it is published again."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{aggregate_id}/{aggregate_version}"))
+
+
+def envelope_of(position: int, event: Any) -> EventEnvelope:
+    state = vars(event)
+    event_type = type(event).__qualname__
+    data = {key: value for key, value in state.items() if key not in _NOT_DATA}
+    return EventEnvelope(
+        position=position,
+        event_id=event_id_of(event.originator_id, event.originator_version),
+        type=event_type,
+        aggregate_id=event.originator_id,
+        aggregate_version=event.originator_version,
+        namespace_id=state.get("namespace_id"),
+        command_id=state.get("command_id"),
+        actor=state.get("actor"),
+        occurred_at=event.timestamp,
+        data=json.loads(json.dumps(data, default=str)),
+    )

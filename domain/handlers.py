@@ -1,0 +1,190 @@
+"""One function per command type: resolve, decide through the aggregates, add to the unit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from domain import commands as c
+from domain.aggregates import Bucket, Collection, Namespace, Resource, Retriever, Taxonomy
+from domain.cloning import clone_namespace
+from domain.ids import Kind, new_id
+from domain.references import map_collections, map_source, map_taxonomy_config
+from domain.unit import Unit
+from domain.values import json_of
+
+
+def create_namespace(unit: Unit, body: c.CreateNamespace) -> None:
+    namespace = Namespace(namespace_name=body.namespace_name, description=body.description)
+    unit.namespace_id = namespace.id
+    unit.claim_namespace_name(body.namespace_name, namespace.id)
+    unit.add(namespace)
+
+
+def update_namespace(unit: Unit, body: c.UpdateNamespace) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    if body.namespace_name is not None and body.namespace_name != namespace.namespace_name:
+        unit.release_namespace_name(namespace.namespace_name)
+        unit.claim_namespace_name(body.namespace_name, namespace.id)
+        namespace.rename(body.namespace_name)
+    if body.description is not None and body.description != namespace.description:
+        namespace.change_description(body.description)
+
+
+def create_bucket(unit: Unit, body: c.CreateBucket) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    bucket = Bucket(
+        namespace_id=namespace.id,
+        bucket_name=body.bucket_name,
+        description=body.description,
+        bucket_schema=json_of(body.bucket_schema),
+    )
+    _add(unit, namespace, bucket)
+
+
+def create_collection(unit: Unit, body: c.CreateCollection) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    collection = Collection(
+        namespace_id=namespace.id,
+        collection_name=body.collection_name,
+        description=body.description,
+        source=map_source(json_of(body.source), unit.resolve_ref(namespace), "body.source"),
+        feature_extractor=json_of(body.feature_extractor),
+    )
+    _add(unit, namespace, collection)
+
+
+def clone_collection(unit: Unit, body: c.CloneCollection) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    original = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    assert isinstance(original, Collection)
+    source = original.source
+    if body.source is not None:
+        source = map_source(json_of(body.source), unit.resolve_ref(namespace), "body.source")
+    clone = original.clone(
+        id=new_id(Kind.COLLECTION),
+        namespace_id=namespace.id,
+        collection_name=body.collection_name,
+        description=_or(body.description, original.description),
+        source=source,
+        feature_extractor=_or(json_of(body.feature_extractor), original.feature_extractor),
+    )
+    _add(unit, namespace, clone)
+
+
+def create_retriever(unit: Unit, body: c.CreateRetriever) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    retriever = Retriever(
+        namespace_id=namespace.id,
+        retriever_name=body.retriever_name,
+        description=body.description,
+        collection_ids=map_collections(
+            body.collection_identifiers, unit.resolve_ref(namespace), "body.collection_identifiers"
+        ),
+        stages=json_of(body.stages),
+        input_schema=body.input_schema,
+    )
+    _add(unit, namespace, retriever)
+
+
+def clone_retriever(unit: Unit, body: c.CloneRetriever) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    original = _resource(unit, namespace, Kind.RETRIEVER, body.retriever_identifier)
+    assert isinstance(original, Retriever)
+    collection_ids = original.collection_ids
+    if body.collection_identifiers is not None:
+        collection_ids = map_collections(
+            body.collection_identifiers, unit.resolve_ref(namespace), "body.collection_identifiers"
+        )
+    clone = original.clone(
+        id=new_id(Kind.RETRIEVER),
+        namespace_id=namespace.id,
+        retriever_name=body.retriever_name,
+        description=_or(body.description, original.description),
+        collection_ids=collection_ids,
+        stages=_or(json_of(body.stages), original.stages),
+        input_schema=_or(body.input_schema, original.input_schema),
+    )
+    _add(unit, namespace, clone)
+
+
+def create_taxonomy(unit: Unit, body: c.CreateTaxonomy) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    taxonomy = Taxonomy(
+        namespace_id=namespace.id,
+        taxonomy_name=body.taxonomy_name,
+        description=body.description,
+        config=map_taxonomy_config(
+            json_of(body.config), unit.resolve_ref(namespace), "body.config"
+        ),
+    )
+    _add(unit, namespace, taxonomy)
+
+
+def clone_taxonomy(unit: Unit, body: c.CloneTaxonomy) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    original = _resource(unit, namespace, Kind.TAXONOMY, body.taxonomy_identifier)
+    assert isinstance(original, Taxonomy)
+    config = original.config
+    if body.config is not None:
+        config = map_taxonomy_config(
+            json_of(body.config), unit.resolve_ref(namespace), "body.config"
+        )
+    clone = original.clone(
+        id=new_id(Kind.TAXONOMY),
+        namespace_id=namespace.id,
+        taxonomy_name=body.taxonomy_name,
+        description=_or(body.description, original.description),
+        config=config,
+    )
+    _add(unit, namespace, clone)
+
+
+def update_resource(kind: Kind) -> Callable[[Unit, Any], None]:
+    """Renames and re-describes a resource: the only changes a resource allows."""
+    identifier_field = f"{kind.value}_identifier"
+    name_field = f"{kind.value}_name"
+
+    def update(unit: Unit, body: Any) -> None:
+        namespace = unit.namespace(body.namespace_identifier)
+        resource = _resource(unit, namespace, kind, getattr(body, identifier_field))
+        new_name = getattr(body, name_field)
+        if new_name is not None and new_name != resource.name:
+            namespace.rename_resource(kind, resource.id, new_name)
+            resource.rename(new_name)  # type: ignore[attr-defined]
+        if body.description is not None and body.description != resource.description:
+            resource.change_description(body.description)
+
+    return update
+
+
+def _resource(unit: Unit, namespace: Namespace, kind: Kind, identifier: str) -> Resource:
+    return unit.resource(namespace, kind, identifier, f"body.{kind.value}_identifier")
+
+
+def _add(unit: Unit, namespace: Namespace, resource: Resource) -> None:
+    namespace.add_resource(resource.KIND, resource.id, resource.name)
+    unit.add(resource)
+
+
+def _or(override: Any, original: Any) -> Any:
+    """Override semantics: a provided field replaces the original wholesale."""
+    return original if override is None else override
+
+
+HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
+    "namespaces.create": create_namespace,
+    "namespaces.update": update_namespace,
+    "namespaces.clone": clone_namespace,
+    "buckets.create": create_bucket,
+    "buckets.update": update_resource(Kind.BUCKET),
+    "collections.create": create_collection,
+    "collections.update": update_resource(Kind.COLLECTION),
+    "collections.clone": clone_collection,
+    "retrievers.create": create_retriever,
+    "retrievers.update": update_resource(Kind.RETRIEVER),
+    "retrievers.clone": clone_retriever,
+    "taxonomies.create": create_taxonomy,
+    "taxonomies.update": update_resource(Kind.TAXONOMY),
+    "taxonomies.clone": clone_taxonomy,
+}

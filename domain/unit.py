@@ -1,0 +1,112 @@
+"""The aggregates one command touches: loaded once, resolved by ID or name, saved together."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Repository
+
+from domain.aggregates import Aggregate, Namespace, NamespaceName, Resource
+from domain.errors import CommandRejected, ErrorCode
+from domain.ids import Kind, kind_of
+from domain.references import MapRef
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class Unit:
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+        self._touched: dict[str, Aggregate] = {}
+        self.namespace_id: str | None = None  # the namespace the command acts in
+
+    @property
+    def aggregates(self) -> list[Aggregate]:
+        return list(self._touched.values())
+
+    def add(self, *aggregates: Aggregate) -> None:
+        for aggregate in aggregates:
+            self._touched[aggregate.id] = aggregate
+
+    def get(self, aggregate_id: str, cls: type[A]) -> A | None:
+        if aggregate_id not in self._touched:
+            try:
+                aggregate = self._repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._touched[aggregate_id] = aggregate
+        found = self._touched[aggregate_id]
+        return found if isinstance(found, cls) else None
+
+    # --- resolving identifiers -------------------------------------------
+
+    def namespace(self, identifier: str, field: str = "body.namespace_identifier") -> Namespace:
+        """The namespace an ID or a name refers to, which the command then acts in."""
+        namespace = self._find_namespace(identifier, field)
+        if namespace is None:
+            raise CommandRejected(
+                ErrorCode.NOT_FOUND, f"namespace {identifier!r} not found", field=field
+            )
+        if self.namespace_id is None:
+            self.namespace_id = namespace.id
+        return namespace
+
+    def _find_namespace(self, identifier: str, field: str) -> Namespace | None:
+        kind = kind_of(identifier)
+        if kind is None:
+            claim = self.get(NamespaceName.id_for(identifier), NamespaceName)
+            if claim is None or claim.claimed_by is None:
+                return None
+            return self.get(claim.claimed_by, Namespace)
+        _expect_kind(Kind.NAMESPACE, kind, identifier, field)
+        return self.get(identifier, Namespace)
+
+    def resource(self, namespace: Namespace, kind: Kind, identifier: str, field: str) -> Resource:
+        """The resource of this kind in this namespace that an ID or a name refers to."""
+        id_kind = kind_of(identifier)
+        if id_kind is None:
+            resource_id = namespace.find(kind, identifier)
+        else:
+            _expect_kind(kind, id_kind, identifier, field)
+            resource_id = identifier if namespace.holds(kind, identifier) else None
+        resource = None if resource_id is None else self.get(resource_id, Resource)
+        if resource is None:
+            raise CommandRejected(
+                ErrorCode.NOT_FOUND,
+                f"{kind.value} {identifier!r} not found in namespace "
+                f"{namespace.namespace_name!r} ({namespace.id})",
+                field=field,
+            )
+        return resource
+
+    def resolve_ref(self, namespace: Namespace) -> MapRef:
+        """Turns identifiers given in a command into IDs of this namespace's resources."""
+
+        def ref(kind: Kind, identifier: str, field: str) -> str:
+            return self.resource(namespace, kind, identifier, field).id
+
+        return ref
+
+    # --- namespace names ---------------------------------------------------
+
+    def claim_namespace_name(self, namespace_name: str, namespace_id: str) -> None:
+        claim = self.get(NamespaceName.id_for(namespace_name), NamespaceName)
+        if claim is None:
+            self.add(NamespaceName.claim(namespace_name, namespace_id))
+        else:
+            claim.reclaim(namespace_id)
+
+    def release_namespace_name(self, namespace_name: str) -> None:
+        claim = self.get(NamespaceName.id_for(namespace_name), NamespaceName)
+        if claim is not None and claim.claimed_by is not None:
+            claim.release()
+
+
+def _expect_kind(expected: Kind, actual: Kind, identifier: str, field: str) -> None:
+    if actual is not expected:
+        raise CommandRejected(
+            ErrorCode.WRONG_KIND,
+            f"{identifier!r} is a {actual.value} ID; {field} takes a {expected.value} "
+            f"({expected.prefix}_...) ID or name",
+            field=field,
+        )

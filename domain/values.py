@@ -1,0 +1,209 @@
+"""Value objects of the resources, shaped like the public Mixpeek API.
+
+They validate what a command carries; aggregates store them as plain JSON
+(``model_dump``), which is also what the events topic shows.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from domain.ids import ID_PATTERN
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError(
+            "must be 1-128 characters of letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    if ID_PATTERN.match(value):
+        raise ValueError("must not have the form of a resource ID")
+    return value
+
+
+ResourceName = Annotated[str, AfterValidator(check_name)]
+Description = Annotated[str, Field(max_length=2000)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldPassthrough(Value):
+    source_path: Annotated[str, Field(min_length=1)]
+    target_path: str | None = None
+    default: Any = None
+    required: bool = False
+
+
+class FeatureExtractor(Value):
+    """Which model turns source objects into vectors, and from which fields.
+    Two collections can share vectors only when these are equal."""
+
+    feature_extractor_name: Annotated[str, Field(min_length=1, max_length=200)]
+    version: Annotated[str, Field(min_length=1, max_length=50)] = "v1"
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_mappings: dict[str, str] | None = None
+    field_passthrough: list[FieldPassthrough] | None = None
+    include_all_source_fields: bool = False
+
+
+class BucketSchema(Value):
+    properties: dict[str, dict[str, Any]]
+
+
+class CollectionSource(Value):
+    type: Literal["bucket", "collection"]
+    bucket_ids: list[Identifier] = Field(default_factory=list)
+    collection_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectionSource:
+        if self.type == "bucket":
+            if not self.bucket_ids:
+                raise ValueError("a bucket source needs at least one entry in bucket_ids")
+            if self.collection_id is not None:
+                raise ValueError("a bucket source takes bucket_ids, not collection_id")
+        else:
+            if self.collection_id is None:
+                raise ValueError("a collection source needs collection_id")
+            if self.bucket_ids:
+                raise ValueError("a collection source takes collection_id, not bucket_ids")
+        return self
+
+
+StageType = Literal["filter", "sort", "reduce", "apply", "enrich"]
+
+# The stage_type a stage_id belongs to, so it may be left out, as in the Mixpeek API.
+STAGE_TYPES: dict[str, StageType] = {
+    **dict.fromkeys(
+        ["feature_search", "attribute_filter", "llm_filter", "agent_search", "query_expand"],
+        "filter",
+    ),
+    **dict.fromkeys(
+        ["sort_relevance", "sort_attribute", "mmr", "rerank", "score_normalize"], "sort"
+    ),
+    **dict.fromkeys(
+        ["aggregate", "group_by", "cluster", "sample", "summarize", "limit", "deduplicate"],
+        "reduce",
+    ),
+    **dict.fromkeys(["json_transform", "rag_prepare", "api_call", "code_execution"], "apply"),
+    **dict.fromkeys(["llm_enrich", "taxonomy_enrich", "document_enrich"], "enrich"),
+}
+
+
+class StageConfig(Value):
+    stage_id: Annotated[str, Field(min_length=1, max_length=100)]
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    pre_filters: dict[str, Any] | None = None
+    post_filters: dict[str, Any] | None = None
+
+
+class Stage(Value):
+    stage_name: Annotated[str, Field(min_length=1, max_length=200)]
+    stage_type: StageType | None = None
+    config: StageConfig
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _infer_stage_type(self) -> Stage:
+        if self.stage_type is None:
+            inferred = STAGE_TYPES.get(self.config.stage_id)
+            if inferred is None:
+                raise ValueError(
+                    f"stage_type is required for stage_id {self.config.stage_id!r}, "
+                    "which has no known type"
+                )
+            object.__setattr__(self, "stage_type", inferred)
+        return self
+
+
+class InputMapping(Value):
+    input_key: Annotated[str, Field(min_length=1)]
+    source_type: Literal["payload", "literal", "vector"]
+    path: str | None = None
+    override: Any = None
+
+
+class EnrichmentField(Value):
+    field_path: Annotated[str, Field(min_length=1)]
+    target_field: str | None = None
+    merge_mode: Literal["replace", "append"] = "replace"
+
+
+class SourceCollection(Value):
+    collection_id: Identifier
+    enrichment_fields: list[EnrichmentField] = Field(default_factory=list)
+
+
+class FlatTaxonomyConfig(Value):
+    taxonomy_type: Literal["flat"]
+    retriever_id: Identifier
+    input_mappings: list[InputMapping] = Field(default_factory=list)
+    source_collection: SourceCollection
+
+
+class HierarchicalNode(Value):
+    collection_id: Identifier
+    parent_collection_id: Identifier | None = None
+    label: str | None = None
+    summary: str | None = None
+    keywords: list[str] | None = None
+    retriever_id: Identifier | None = None
+    input_mappings: list[InputMapping] | None = None
+    enrichment_fields: list[EnrichmentField] = Field(default_factory=list)
+
+
+class HierarchicalTaxonomyConfig(Value):
+    taxonomy_type: Literal["hierarchical"]
+    retriever_id: Identifier | None = None
+    input_mappings: list[InputMapping] = Field(default_factory=list)
+    hierarchical_nodes: Annotated[list[HierarchicalNode], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _is_a_tree(self) -> HierarchicalTaxonomyConfig:
+        if self.retriever_id is None and any(n.retriever_id is None for n in self.hierarchical_nodes):
+            raise ValueError("every node needs a retriever_id when the taxonomy has none")
+        nodes = [node.collection_id for node in self.hierarchical_nodes]
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("hierarchical_nodes name a collection_id more than once")
+        roots = [n for n in self.hierarchical_nodes if n.parent_collection_id is None]
+        if not roots:
+            raise ValueError("hierarchical_nodes need a root (a node without parent_collection_id)")
+        for node in self.hierarchical_nodes:
+            if node.parent_collection_id is not None and node.parent_collection_id not in nodes:
+                raise ValueError(
+                    f"parent_collection_id {node.parent_collection_id!r} is not a node"
+                )
+        return self
+
+
+TaxonomyConfig = Annotated[
+    FlatTaxonomyConfig | HierarchicalTaxonomyConfig, Field(discriminator="taxonomy_type")
+]
+
+
+class IncludeResources(Value):
+    """What a namespace clone takes along. Bucket metadata always comes along."""
+
+    collections: bool = True
+    retrievers: bool = True
+    taxonomies: bool = False
+
+
+def json_of(value: BaseModel | list[BaseModel] | None) -> Any:
+    """The plain JSON an aggregate stores for a value object."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [item.model_dump(mode="json") for item in value]
+    return value.model_dump(mode="json")
+
+
