@@ -13,7 +13,7 @@ COMMANDS_TOPIC = "envbranch.commands"
 EVENTS_TOPIC = "envbranch.events"
 DLQ_TOPIC = "envbranch.commands.dlq"
 
-POSITION_HEADER = "envbranch.position"
+POSITION_HEADER = "position"
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c3b8e-5d2a-4c47-9e0b-2a7d9f4e1c55")
 _NOT_DATA = {

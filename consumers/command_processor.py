@@ -1,0 +1,204 @@
+"""The command processor: envbranch.commands in, events into the store.
+
+Each command's Kafka position (topic, partition, offset) is stored as a
+tracking record in the same transaction as its events. On start and after
+every rebalance the processor seeks to the positions the store holds, so
+redelivery never writes anything twice and a crash loses nothing. A rejected
+command goes to envbranch.commands.dlq, original bytes and reason, and the
+processor goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import MessageSizeTooLargeError
+from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
+
+from domain.application import AlreadyProcessed, Environments
+from domain.commands import decode_command
+from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC
+from domain.errors import CommandRejected, ErrorCode
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "envbranch-command-processor"
+TRANSIENT_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+MAX_INTERNAL_ATTEMPTS = 3
+
+
+def tracking_name(topic: str, partition: int) -> str:
+    return f"{topic}#{partition}"
+
+
+def tracking_of(record: ConsumerRecord) -> Tracking:
+    # Offsets start at 0; tracking positions are kept positive (offset + 1 = next offset).
+    return Tracking(tracking_name(record.topic, record.partition), record.offset + 1)
+
+
+@dataclass
+class ProcessorConfig:
+    bootstrap_servers: str
+    group_id: str = GROUP_ID
+    commands_topic: str = COMMANDS_TOPIC
+    dlq_topic: str = DLQ_TOPIC
+    max_command_bytes: int = 1024 * 1024
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):
+    def __init__(self, processor: CommandProcessor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.processor.seek_to_stored_positions(assigned)
+
+
+class CommandProcessor:
+    def __init__(self, app: Environments, config: ProcessorConfig) -> None:
+        self.app = app
+        self.config = config
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.processed = 0
+        self.rejected = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=cfg.bootstrap_servers,
+            acks="all",
+            max_request_size=cfg.max_command_bytes + 64 * 1024,
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers,
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+            max_partition_fetch_bytes=max(cfg.max_command_bytes * 2, 1024 * 1024),
+            fetch_max_bytes=max(cfg.max_command_bytes * 4, 50 * 1024 * 1024),
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([cfg.commands_topic], listener=_SeekToStoredPositions(self))
+        try:
+            while not stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+                for records in batches.values():
+                    for record in records:
+                        await self.handle(record)
+                if batches:
+                    await self._commit_offsets(batches)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def seek_to_stored_positions(self, partitions: list[TopicPartition]) -> None:
+        """The store, not Kafka's committed offsets, says where to go on."""
+        assert self.consumer is not None
+        for tp in partitions:
+            position = await asyncio.to_thread(
+                self.app.last_position, tracking_name(tp.topic, tp.partition)
+            )
+            if position is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, position)
+            log.info("partition %s resumes at offset %s", tp, position or 0)
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        tracking = tracking_of(record)
+        if await asyncio.to_thread(self.app.has_recorded, tracking):
+            return  # redelivered after a rebalance or a crash: applied already
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._apply(record, tracking)
+                return
+            except CommandRejected as rejected:
+                await self._reject(record, tracking, rejected)
+                return
+            except AlreadyProcessed:
+                return
+            except (OperationalError, InterfaceError, ConnectionError) as e:
+                # The store is unreachable or busy: wait and try the same command again.
+                delay = TRANSIENT_RETRY_SECONDS[min(attempt, len(TRANSIENT_RETRY_SECONDS)) - 1]
+                log.warning("event store unavailable (%s); retrying in %ss", e, delay)
+                await asyncio.sleep(delay)
+            except Exception as e:  # noqa: BLE001 - a bug must not block the partition
+                log.exception("applying %s:%s failed", record.partition, record.offset)
+                if attempt >= MAX_INTERNAL_ATTEMPTS:
+                    error = CommandRejected(
+                        ErrorCode.INTERNAL_ERROR, f"applying the command failed: {e!r}"
+                    )
+                    await self._reject(record, tracking, error)
+                    return
+
+    async def _apply(self, record: ConsumerRecord, tracking: Tracking) -> None:
+        raw = record.value or b""
+        if len(raw) > self.config.max_command_bytes:
+            raise CommandRejected(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"command is {len(raw)} bytes; the limit is {self.config.max_command_bytes}",
+                size=len(raw),
+                limit=self.config.max_command_bytes,
+            )
+        command = decode_command(raw)
+        outcome = await asyncio.to_thread(self.app.execute, command, tracking)
+        self.processed += 1
+        if outcome.duplicate:
+            log.info("command %s applied before; nothing written", command.command_id)
+
+    async def _reject(
+        self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
+    ) -> None:
+        """DLQ first, then the position: a crash in between repeats the DLQ entry, never loses it."""
+        assert self.producer is not None
+        headers = [
+            ("envbranch.error.code", str(rejected.code).encode()),
+            ("envbranch.error", json.dumps(rejected.as_dict(), default=str).encode()),
+            ("envbranch.source.topic", record.topic.encode()),
+            ("envbranch.source.partition", str(record.partition).encode()),
+            ("envbranch.source.offset", str(record.offset).encode()),
+        ]
+        value = record.value or b""
+        try:
+            await self.producer.send_and_wait(
+                self.config.dlq_topic, value, key=record.key, headers=headers
+            )
+        except MessageSizeTooLargeError:
+            limit = self.config.max_command_bytes // 2
+            headers.append(("envbranch.truncated_from", str(len(value)).encode()))
+            await self.producer.send_and_wait(
+                self.config.dlq_topic, value[:limit], key=record.key, headers=headers
+            )
+        await asyncio.to_thread(self.app.record_position, tracking)
+        self.rejected += 1
+        log.info(
+            "rejected %s:%s: %s %s",
+            record.partition,
+            record.offset,
+            rejected.code,
+            rejected.message,
+        )
+
+    async def _commit_offsets(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        # Informational only (consumer lag in Kafka tools); the store holds the real positions.
+        assert self.consumer is not None
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as e:  # noqa: BLE001 - a lost commit costs nothing but lag display
+            log.debug("offset commit failed: %s", e)

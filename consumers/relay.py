@@ -1,0 +1,165 @@
+"""The relay: every stored event onto envbranch.events, in position order.
+
+Its only memory is the topic itself: on start, and whenever publishing fails,
+it reads the position in the last record on the topic and goes on from there.
+A broker that restarted empty therefore gets the whole log again. Each batch is
+one Kafka record batch, appended all or nothing, and the next is sent only
+after it was acknowledged, so the topic never has a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from eventsourcing.persistence import Notification
+
+from domain.application import Environments
+from domain.envelopes import EVENTS_TOPIC, POSITION_HEADER, envelope_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayConfig:
+    bootstrap_servers: str
+    topic: str = EVENTS_TOPIC
+    page_size: int = 500
+    idle_poll_seconds: float = 0.05
+    # How often, while idle, to check that the topic still holds what was published.
+    tail_check_seconds: float = 1.0
+    max_batch_bytes: int = 900 * 1024
+
+
+class Relay:
+    def __init__(
+        self,
+        app: Environments,
+        config: RelayConfig,
+        ensure_topic: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.ensure_topic = ensure_topic
+        self.published = 0  # the last position known to be on the topic
+        self.producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            acks="all",
+            max_batch_size=self.config.max_batch_bytes,
+            max_request_size=self.config.max_batch_bytes + 128 * 1024,
+            request_timeout_ms=10_000,
+        )
+        await self.producer.start()
+        try:
+            await self._resync()
+            since_tail_check = 0.0
+            while not stop.is_set():
+                try:
+                    sent = await self.publish_next_page()
+                    if sent:
+                        continue
+                    await asyncio.sleep(self.config.idle_poll_seconds)
+                    since_tail_check += self.config.idle_poll_seconds
+                    if since_tail_check >= self.config.tail_check_seconds:
+                        since_tail_check = 0.0
+                        await self._resync()
+                except (KafkaError, OSError, asyncio.TimeoutError) as e:
+                    log.warning("publishing failed (%r); re-reading the topic's tail", e)
+                    await asyncio.sleep(0.5)
+                    await self._resync_until_reachable(stop)
+        finally:
+            await self.producer.stop()
+
+    async def publish_next_page(self) -> int:
+        notifications: Sequence[Notification] = await asyncio.to_thread(
+            self.app.recorder.select_notifications, self.published + 1, self.config.page_size
+        )
+        if not notifications:
+            return 0
+        await self._publish(notifications)
+        self.published = notifications[-1].id
+        return len(notifications)
+
+    async def _publish(self, notifications: Sequence[Notification]) -> None:
+        assert self.producer is not None
+        batch = self.producer.create_batch()
+        for notification in notifications:
+            envelope = envelope_of(notification.id, self.app.mapper.to_domain_event(notification))
+            key = envelope.aggregate_id.encode()
+            value = envelope.to_bytes()
+            headers = [(POSITION_HEADER, str(notification.id).encode())]
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                await self._send(batch)
+                batch = self.producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise ValueError(f"event at position {notification.id} is too large to publish")
+        await self._send(batch)
+
+    async def _send(self, batch: object) -> None:
+        assert self.producer is not None
+        if batch.record_count() == 0:  # type: ignore[attr-defined]
+            return
+        sent = await self.producer.send_batch(batch, self.config.topic, partition=0)  # type: ignore[arg-type]
+        await sent
+
+    async def _resync_until_reachable(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self._resync()
+                return
+            except (KafkaError, OSError, asyncio.TimeoutError) as e:
+                log.warning("topic not reachable (%r); retrying in %ss", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _resync(self) -> None:
+        if self.ensure_topic is not None:
+            await self.ensure_topic()
+        on_topic = await last_position_on_topic(self.config.bootstrap_servers, self.config.topic)
+        if on_topic < self.published:
+            log.warning(
+                "%s holds events up to %s, not %s: publishing again from the store",
+                self.config.topic,
+                on_topic,
+                self.published,
+            )
+        self.published = on_topic
+
+
+async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
+    """The position in the last record of the topic (0 when empty)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, request_timeout_ms=10_000
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return 0
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        last = 0
+        for tp in tps:
+            if ends[tp] == 0:
+                continue
+            consumer.seek(tp, ends[tp] - 1)
+            records = await consumer.getmany(tp, timeout_ms=5_000)
+            for record in records.get(tp, []):
+                for name, value in record.headers:
+                    if name == POSITION_HEADER:
+                        last = max(last, int(value))
+        return last
+    finally:
+        await consumer.stop()

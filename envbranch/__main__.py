@@ -1,0 +1,5 @@
+import sys
+
+from envbranch.cli import main
+
+sys.exit(main())

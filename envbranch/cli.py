@@ -1,0 +1,175 @@
+"""The ``envbranch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from domain.envelopes import EVENTS_TOPIC, EventEnvelope
+from envbranch.broker import EmbeddedBroker
+from envbranch.publisher import publish_command
+from envbranch.settings import Settings
+from envbranch.stack import COMPONENTS, run_components, stop_on_signals
+
+
+def _bootstrap(settings: Settings) -> str:
+    if settings.kafka_bootstrap_servers is None:
+        raise SystemExit(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: point it at the broker "
+            "(`envbranch up` prints the address of the embedded one)"
+        )
+    return settings.kafka_bootstrap_servers
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the embedded stack in the foreground: broker, command processor, relay."""
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    bootstrap = settings.kafka_bootstrap_servers
+    if bootstrap is None:
+        broker = EmbeddedBroker(port=args.port, log_path=settings.data_dir / "broker.log")
+        bootstrap = broker.start()
+    print(f"envbranch is up. Kafka bootstrap servers: {bootstrap}", flush=True)
+    print(f"  event store: {settings.event_store} (data in {settings.data_dir.resolve()})")
+    print(f"  try: KAFKA_BOOTSTRAP_SERVERS={bootstrap} envbranch events --follow", flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await run_components(settings, bootstrap, COMPONENTS, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run one or more components against KAFKA_BOOTSTRAP_SERVERS (one per container)."""
+    settings = Settings.from_env()
+    bootstrap = _bootstrap(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await run_components(settings, bootstrap, args.components, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Send a command envelope and print its events, or why it was rejected."""
+    settings = Settings.from_env()
+    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    key = args.key.encode() if args.key else None
+    outcome = asyncio.run(
+        publish_command(
+            _bootstrap(settings), raw, key=key, wait=not args.no_wait, timeout=args.timeout
+        )
+    )
+    where = f"partition {outcome.partition} offset {outcome.offset}"
+    if outcome.status == "accepted":
+        print(f"accepted {outcome.command_id} ({where}): {len(outcome.events)} events")
+        for envelope in outcome.events:
+            print(envelope.model_dump_json())
+        return 0
+    if outcome.status == "rejected":
+        print(f"rejected ({where}): {json.dumps(outcome.error)}")
+        return 1
+    if outcome.status == "published":
+        print(f"published {outcome.command_id} ({where})")
+        return 0
+    print(f"no outcome within {args.timeout}s for {outcome.command_id} ({where})")
+    return 2
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Print the event log (the audit log) from the start."""
+    settings = Settings.from_env()
+    try:
+        asyncio.run(_print_events(_bootstrap(settings), args.follow, args.json))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _print_events(bootstrap: str, follow: bool, as_json: bool) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(EVENTS_TOPIC, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not as_json:
+            print(f"{'POSITION':>8}  {'OCCURRED_AT':<26}  {'TYPE':<28}  {'AGGREGATE':<37}  ACTOR")
+        while follow or await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                envelope = EventEnvelope.from_bytes(record.value)
+                if as_json:
+                    print(envelope.model_dump_json())
+                else:
+                    print(
+                        f"{envelope.position:>8}  {envelope.occurred_at.isoformat():<26}  "
+                        f"{envelope.type:<28}  {envelope.aggregate_id:<37}  {envelope.actor}"
+                    )
+            sys.stdout.flush()
+    finally:
+        await consumer.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envbranch", description="Environment branching for AI retrieval pipelines."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help=cmd_up.__doc__)
+    up.add_argument("--port", type=int, default=None, help="embedded broker port (default: free)")
+    up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help=cmd_serve.__doc__)
+    serve.add_argument("components", nargs="+", choices=COMPONENTS)
+    serve.set_defaults(func=cmd_serve)
+
+    publish = sub.add_parser("publish", help=cmd_publish.__doc__)
+    publish.add_argument("file", nargs="?", default="-", help="command JSON file, or - for stdin")
+    publish.add_argument("--key", help="Kafka key (e.g. the namespace, to keep its commands ordered)")
+    publish.add_argument("--no-wait", action="store_true", help="do not wait for the outcome")
+    publish.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
+    publish.set_defaults(func=cmd_publish)
+
+    events = sub.add_parser("events", help=cmd_events.__doc__)
+    events.add_argument("--follow", "-f", action="store_true", help="keep reading new events")
+    events.add_argument("--json", action="store_true", help="print the raw JSON envelopes")
+    events.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except ValueError as e:  # settings errors read best without a traceback
+        print(f"envbranch: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Opens the event store: SQLite under the data directory, or PostgreSQL."""
+
+from __future__ import annotations
+
+from domain.application import Environments
+from envbranch.settings import Settings
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    if settings.event_store == "postgres":
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": "envbranch",
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": "5432",
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_PASSWORD": "",
+            "CREATE_TABLE": "true",
+        }
+        env.update(settings.postgres)
+        # Left off on purpose: with it on, tracking records were silently dropped.
+        env["POSTGRES_ENABLE_DB_FUNCTIONS"] = "false"
+        return env
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite3"),
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "CREATE_TABLE": "true",
+    }
+
+
+def open_event_store(settings: Settings) -> Environments:
+    return Environments(env=event_store_env(settings))

@@ -1,0 +1,122 @@
+"""Publish a command to envbranch.commands and wait for what became of it.
+
+A command's events end with its receipt (``CommandReceipt.Accepted``), so once
+the receipt is on the events topic everything the command did is there too. A
+rejected command shows up on the DLQ with the partition and offset it came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, EventEnvelope
+
+RECEIPT_TYPE = "CommandReceipt.Accepted"
+
+
+@dataclass
+class PublishOutcome:
+    status: str  # "accepted" | "rejected" | "timeout" | "published" (not waited for)
+    command_id: str | None
+    partition: int
+    offset: int
+    events: list[EventEnvelope] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+
+def prepare_command(raw: bytes) -> tuple[bytes, str | None]:
+    """Fill in command_id and actor when a JSON command lacks them; other bytes go as they are."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw, None
+    if not isinstance(document, dict):
+        return raw, None
+    document.setdefault("command_id", str(uuid.uuid4()))
+    document.setdefault("actor", os.environ.get("ENVBRANCH_ACTOR") or getpass.getuser())
+    return json.dumps(document).encode(), str(document["command_id"])
+
+
+async def publish_command(
+    bootstrap_servers: str,
+    raw: bytes,
+    *,
+    key: bytes | None = None,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> PublishOutcome:
+    value, command_id = prepare_command(raw)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", max_request_size=16 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(COMMANDS_TOPIC, value, key=key)
+    finally:
+        await producer.stop()
+    outcome = PublishOutcome("published", command_id, sent.partition, sent.offset)
+    if not wait:
+        return outcome
+    deadline = time.monotonic() + timeout
+    waiters = [asyncio.create_task(_watch_dlq(bootstrap_servers, outcome, deadline))]
+    if command_id is not None:
+        waiters.append(asyncio.create_task(_watch_events(bootstrap_servers, outcome, deadline)))
+    done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()  # surface errors from the watchers
+    if outcome.status == "published":
+        outcome.status = "timeout"
+    return outcome
+
+
+async def _scan(bootstrap_servers: str, topic: str, deadline: float):  # type: ignore[no-untyped-def]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=200)
+            for record in batch.get(tp, []):
+                yield record
+    finally:
+        await consumer.stop()
+
+
+async def _watch_events(bootstrap: str, outcome: PublishOutcome, deadline: float) -> None:
+    async for record in _scan(bootstrap, EVENTS_TOPIC, deadline):
+        envelope = EventEnvelope.from_bytes(record.value)
+        if envelope.command_id != outcome.command_id:
+            continue
+        if envelope.position not in {e.position for e in outcome.events}:
+            outcome.events.append(envelope)
+        if envelope.type == RECEIPT_TYPE:
+            outcome.status = "accepted"
+            return
+    while True:  # timed out: wait to be cancelled by the other watcher's end
+        await asyncio.sleep(3600)
+
+
+async def _watch_dlq(bootstrap: str, outcome: PublishOutcome, deadline: float) -> None:
+    async for record in _scan(bootstrap, DLQ_TOPIC, deadline):
+        headers = {name: value.decode() for name, value in record.headers}
+        if (
+            headers.get("envbranch.source.partition") == str(outcome.partition)
+            and headers.get("envbranch.source.offset") == str(outcome.offset)
+        ):
+            outcome.status = "rejected"
+            outcome.error = json.loads(headers.get("envbranch.error", "{}"))
+            return

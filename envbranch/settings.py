@@ -1,0 +1,47 @@
+"""Settings, read from environment variables (the same names in docker-compose.yml)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka: a cluster's bootstrap servers, or None for the embedded broker.
+    kafka_bootstrap_servers: str | None = None
+    data_dir: Path = Path(".envbranch")
+    # "sqlite" (under data_dir) or "postgres" (configured by the POSTGRES_* variables).
+    event_store: str = "sqlite"
+    postgres: dict[str, str] = field(default_factory=dict)
+    command_partitions: int = 1
+    max_command_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        store = env.get("ENVBRANCH_EVENT_STORE", "sqlite").strip().lower()
+        if store not in ("sqlite", "postgres"):
+            raise ValueError(f"ENVBRANCH_EVENT_STORE must be sqlite or postgres, not {store!r}")
+        return cls(
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            data_dir=Path(env.get("ENVBRANCH_DATA_DIR", ".envbranch")),
+            event_store=store,
+            postgres={k: v for k, v in env.items() if k.startswith("POSTGRES_")},
+            command_partitions=_positive_int(env, "ENVBRANCH_COMMAND_PARTITIONS", 1),
+            max_command_bytes=_positive_int(env, "ENVBRANCH_MAX_COMMAND_BYTES", 1024 * 1024),
+        )
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value

@@ -1,0 +1,47 @@
+"""Creates envbranch's topics with the partition counts meant for them.
+
+The events topic has one partition: its order is the store's position order,
+the system's version clock.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
+
+log = logging.getLogger(__name__)
+
+
+def topic_plan(command_partitions: int = 1) -> dict[str, int]:
+    return {COMMANDS_TOPIC: command_partitions, EVENTS_TOPIC: 1, DLQ_TOPIC: 1}
+
+
+async def ensure_topics(
+    bootstrap_servers: str, partitions: dict[str, int], replication_factor: int = 1
+) -> None:
+    """Create the missing topics; refuse an events topic with more than one partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, count, replication_factor)
+            for name, count in partitions.items()
+            if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+        if EVENTS_TOPIC in partitions:
+            described = await admin.describe_topics([EVENTS_TOPIC])
+            count = len(described[0]["partitions"])
+            if count != 1:
+                raise RuntimeError(
+                    f"{EVENTS_TOPIC} has {count} partitions; it needs exactly 1 to keep "
+                    "events in position order"
+                )
+    finally:
+        await admin.close()
