@@ -22,12 +22,11 @@ from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
 from domain.application import AlreadyProcessed, Environments
 from domain.commands import decode_command
-from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC
+from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
 
 log = logging.getLogger(__name__)
 
-GROUP_ID = "envbranch-command-processor"
 TRANSIENT_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 MAX_INTERNAL_ATTEMPTS = 3
 
@@ -44,9 +43,9 @@ def tracking_of(record: ConsumerRecord) -> Tracking:
 @dataclass
 class ProcessorConfig:
     bootstrap_servers: str
-    group_id: str = GROUP_ID
-    commands_topic: str = COMMANDS_TOPIC
-    dlq_topic: str = DLQ_TOPIC
+    topics: Topics = Topics()
+    # None: read every partition without joining a group (one processor, fast start).
+    group_id: str | None = "envbranch-command-processor"
     max_command_bytes: int = 1024 * 1024
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
@@ -91,7 +90,15 @@ class CommandProcessor:
         )
         await self.producer.start()
         await self.consumer.start()
-        self.consumer.subscribe([cfg.commands_topic], listener=_SeekToStoredPositions(self))
+        if cfg.group_id is None:
+            partitions = self.consumer.partitions_for_topic(cfg.topics.commands) or set()
+            assigned = [TopicPartition(cfg.topics.commands, p) for p in sorted(partitions)]
+            if not assigned:
+                raise RuntimeError(f"topic {cfg.topics.commands} does not exist")
+            self.consumer.assign(assigned)
+            await self.seek_to_stored_positions(assigned)
+        else:
+            self.consumer.subscribe([cfg.topics.commands], listener=_SeekToStoredPositions(self))
         try:
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
@@ -164,7 +171,7 @@ class CommandProcessor:
     async def _reject(
         self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
     ) -> None:
-        """DLQ first, then the position: a crash in between repeats the DLQ entry, never loses it."""
+        """DLQ first, then the position: a crash in between repeats the entry, never loses it."""
         assert self.producer is not None
         headers = [
             ("envbranch.error.code", str(rejected.code).encode()),
@@ -176,13 +183,13 @@ class CommandProcessor:
         value = record.value or b""
         try:
             await self.producer.send_and_wait(
-                self.config.dlq_topic, value, key=record.key, headers=headers
+                self.config.topics.dlq, value, key=record.key, headers=headers
             )
         except MessageSizeTooLargeError:
             limit = self.config.max_command_bytes // 2
             headers.append(("envbranch.truncated_from", str(len(value)).encode()))
             await self.producer.send_and_wait(
-                self.config.dlq_topic, value[:limit], key=record.key, headers=headers
+                self.config.topics.dlq, value[:limit], key=record.key, headers=headers
             )
         await asyncio.to_thread(self.app.record_position, tracking)
         self.rejected += 1

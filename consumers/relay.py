@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification
 
 from domain.application import Environments
-from domain.envelopes import EVENTS_TOPIC, POSITION_HEADER, envelope_of
+from domain.envelopes import POSITION_HEADER, Topics, envelope_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RelayConfig:
     bootstrap_servers: str
-    topic: str = EVENTS_TOPIC
+    topics: Topics = Topics()
     page_size: int = 500
     idle_poll_seconds: float = 0.05
     # How often, while idle, to check that the topic still holds what was published.
@@ -70,7 +70,7 @@ class Relay:
                     if since_tail_check >= self.config.tail_check_seconds:
                         since_tail_check = 0.0
                         await self._resync()
-                except (KafkaError, OSError, asyncio.TimeoutError) as e:
+                except (TimeoutError, KafkaError, OSError) as e:
                     log.warning("publishing failed (%r); re-reading the topic's tail", e)
                     await asyncio.sleep(0.5)
                     await self._resync_until_reachable(stop)
@@ -106,7 +106,7 @@ class Relay:
         assert self.producer is not None
         if batch.record_count() == 0:  # type: ignore[attr-defined]
             return
-        sent = await self.producer.send_batch(batch, self.config.topic, partition=0)  # type: ignore[arg-type]
+        sent = await self.producer.send_batch(batch, self.config.topics.events, partition=0)  # type: ignore[arg-type]
         await sent
 
     async def _resync_until_reachable(self, stop: asyncio.Event) -> None:
@@ -115,7 +115,7 @@ class Relay:
             try:
                 await self._resync()
                 return
-            except (KafkaError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, KafkaError, OSError) as e:
                 log.warning("topic not reachable (%r); retrying in %ss", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -123,11 +123,12 @@ class Relay:
     async def _resync(self) -> None:
         if self.ensure_topic is not None:
             await self.ensure_topic()
-        on_topic = await last_position_on_topic(self.config.bootstrap_servers, self.config.topic)
+        topic = self.config.topics.events
+        on_topic = await last_position_on_topic(self.config.bootstrap_servers, topic)
         if on_topic < self.published:
             log.warning(
                 "%s holds events up to %s, not %s: publishing again from the store",
-                self.config.topic,
+                topic,
                 on_topic,
                 self.published,
             )

@@ -8,10 +8,9 @@ methods are the state changes and run again on every replay.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, ClassVar
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -86,7 +85,12 @@ class Namespace(Entity, created_event_name="Created"):
         return self.id
 
     def clone(
-        self, *, id: str, namespace_name: str, description: str, clone_task_id: str  # noqa: A002
+        self,
+        *,
+        id: str,
+        namespace_name: str,
+        description: str,
+        clone_task_id: str,  # noqa: A002
     ) -> Namespace:
         return Namespace._create(
             Namespace.Cloned,

@@ -7,6 +7,7 @@ a command is applied exactly once however often it is delivered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,10 +98,8 @@ class Environments(EventSourcedProjection[str]):
 
     def record_position(self, tracking: Tracking) -> None:
         """Record a position that wrote no events (a rejected or duplicate command)."""
-        try:
+        with contextlib.suppress(IntegrityError):  # recorded already: nothing more to do
             self.recorder.insert_tracking(tracking)
-        except IntegrityError:
-            pass  # recorded already: nothing more to do
 
     def has_recorded(self, tracking: Tracking) -> bool:
         last = self.recorder.max_tracking_id(tracking.application_name)

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-COMMANDS_TOPIC = "envbranch.commands"
-EVENTS_TOPIC = "envbranch.events"
-DLQ_TOPIC = "envbranch.commands.dlq"
+
+@dataclass(frozen=True)
+class Topics:
+    """The three topics; a prefix other than ``envbranch`` lets stacks share a cluster."""
+
+    prefix: str = "envbranch"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.commands.dlq"
+
 
 POSITION_HEADER = "position"
 

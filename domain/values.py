@@ -169,7 +169,8 @@ class HierarchicalTaxonomyConfig(Value):
 
     @model_validator(mode="after")
     def _is_a_tree(self) -> HierarchicalTaxonomyConfig:
-        if self.retriever_id is None and any(n.retriever_id is None for n in self.hierarchical_nodes):
+        nodes_without = [n for n in self.hierarchical_nodes if n.retriever_id is None]
+        if self.retriever_id is None and nodes_without:
             raise ValueError("every node needs a retriever_id when the taxonomy has none")
         nodes = [node.collection_id for node in self.hierarchical_nodes]
         if len(set(nodes)) != len(nodes):
@@ -205,5 +206,3 @@ def json_of(value: BaseModel | list[BaseModel] | None) -> Any:
     if isinstance(value, list):
         return [item.model_dump(mode="json") for item in value]
     return value.model_dump(mode="json")
-
-

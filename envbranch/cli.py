@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from domain.envelopes import EVENTS_TOPIC, EventEnvelope
+from domain.envelopes import EventEnvelope, Topics
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
 from envbranch.settings import Settings
@@ -74,7 +75,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     key = args.key.encode() if args.key else None
     outcome = asyncio.run(
         publish_command(
-            _bootstrap(settings), raw, key=key, wait=not args.no_wait, timeout=args.timeout
+            _bootstrap(settings),
+            raw,
+            key=key,
+            wait=not args.no_wait,
+            timeout=args.timeout,
+            topics=settings.topics,
         )
     )
     where = f"partition {outcome.partition} offset {outcome.offset}"
@@ -96,18 +102,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     """Print the event log (the audit log) from the start."""
     settings = Settings.from_env()
-    try:
-        asyncio.run(_print_events(_bootstrap(settings), args.follow, args.json))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_print_events(_bootstrap(settings), settings.topics, args.follow, args.json))
     return 0
 
 
-async def _print_events(bootstrap: str, follow: bool, as_json: bool) -> None:
+async def _print_events(bootstrap: str, topics: Topics, follow: bool, as_json: bool) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(EVENTS_TOPIC, 0)
+        tp = TopicPartition(topics.events, 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
@@ -146,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = sub.add_parser("publish", help=cmd_publish.__doc__)
     publish.add_argument("file", nargs="?", default="-", help="command JSON file, or - for stdin")
-    publish.add_argument("--key", help="Kafka key (e.g. the namespace, to keep its commands ordered)")
+    publish.add_argument(
+        "--key", help="Kafka key (e.g. the namespace, to keep its commands in order)"
+    )
     publish.add_argument("--no-wait", action="store_true", help="do not wait for the outcome")
     publish.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
     publish.set_defaults(func=cmd_publish)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, EventEnvelope
+from domain.envelopes import EventEnvelope, Topics
 
 RECEIPT_TYPE = "CommandReceipt.Accepted"
 
@@ -53,23 +53,27 @@ async def publish_command(
     key: bytes | None = None,
     wait: bool = True,
     timeout: float = 30.0,
+    topics: Topics | None = None,
 ) -> PublishOutcome:
+    topics = topics or Topics()
     value, command_id = prepare_command(raw)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, acks="all", max_request_size=16 * 1024 * 1024
     )
     await producer.start()
     try:
-        sent = await producer.send_and_wait(COMMANDS_TOPIC, value, key=key)
+        sent = await producer.send_and_wait(topics.commands, value, key=key)
     finally:
         await producer.stop()
     outcome = PublishOutcome("published", command_id, sent.partition, sent.offset)
     if not wait:
         return outcome
     deadline = time.monotonic() + timeout
-    waiters = [asyncio.create_task(_watch_dlq(bootstrap_servers, outcome, deadline))]
+    waiters = [asyncio.create_task(_watch_dlq(bootstrap_servers, topics, outcome, deadline))]
     if command_id is not None:
-        waiters.append(asyncio.create_task(_watch_events(bootstrap_servers, outcome, deadline)))
+        waiters.append(
+            asyncio.create_task(_watch_events(bootstrap_servers, topics, outcome, deadline))
+        )
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -96,8 +100,10 @@ async def _scan(bootstrap_servers: str, topic: str, deadline: float):  # type: i
         await consumer.stop()
 
 
-async def _watch_events(bootstrap: str, outcome: PublishOutcome, deadline: float) -> None:
-    async for record in _scan(bootstrap, EVENTS_TOPIC, deadline):
+async def _watch_events(
+    bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
+) -> None:
+    async for record in _scan(bootstrap, topics.events, deadline):
         envelope = EventEnvelope.from_bytes(record.value)
         if envelope.command_id != outcome.command_id:
             continue
@@ -110,13 +116,14 @@ async def _watch_events(bootstrap: str, outcome: PublishOutcome, deadline: float
         await asyncio.sleep(3600)
 
 
-async def _watch_dlq(bootstrap: str, outcome: PublishOutcome, deadline: float) -> None:
-    async for record in _scan(bootstrap, DLQ_TOPIC, deadline):
+async def _watch_dlq(
+    bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
+) -> None:
+    async for record in _scan(bootstrap, topics.dlq, deadline):
         headers = {name: value.decode() for name, value in record.headers}
-        if (
-            headers.get("envbranch.source.partition") == str(outcome.partition)
-            and headers.get("envbranch.source.offset") == str(outcome.offset)
-        ):
+        if headers.get("envbranch.source.partition") == str(outcome.partition) and headers.get(
+            "envbranch.source.offset"
+        ) == str(outcome.offset):
             outcome.status = "rejected"
             outcome.error = json.loads(headers.get("envbranch.error", "{}"))
             return

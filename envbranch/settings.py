@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.envelopes import Topics
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -17,6 +19,14 @@ class Settings:
     postgres: dict[str, str] = field(default_factory=dict)
     command_partitions: int = 1
     max_command_bytes: int = 1024 * 1024
+    topic_prefix: str = "envbranch"
+    # Join a consumer group (several processors share the partitions) or, when
+    # empty, read every partition alone and start without a group join.
+    processor_group: str | None = "envbranch-command-processor"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -31,6 +41,11 @@ class Settings:
             postgres={k: v for k, v in env.items() if k.startswith("POSTGRES_")},
             command_partitions=_positive_int(env, "ENVBRANCH_COMMAND_PARTITIONS", 1),
             max_command_bytes=_positive_int(env, "ENVBRANCH_MAX_COMMAND_BYTES", 1024 * 1024),
+            topic_prefix=env.get("ENVBRANCH_TOPIC_PREFIX") or "envbranch",
+            processor_group=env.get(
+                "ENVBRANCH_PROCESSOR_GROUP", "envbranch-command-processor"
+            ).strip()
+            or None,
         )
 
 

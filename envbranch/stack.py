@@ -10,7 +10,6 @@ from collections.abc import Iterable
 
 from consumers.command_processor import CommandProcessor, ProcessorConfig
 from consumers.relay import Relay, RelayConfig
-from domain.envelopes import EVENTS_TOPIC
 from envbranch.event_store import open_event_store
 from envbranch.settings import Settings
 from envbranch.topics import ensure_topics, topic_plan
@@ -24,23 +23,29 @@ async def run_components(
     settings: Settings, bootstrap_servers: str, components: Iterable[str], stop: asyncio.Event
 ) -> None:
     """Run the named components until ``stop`` is set or one of them fails."""
-    await ensure_topics(bootstrap_servers, topic_plan(settings.command_partitions))
+    topics = settings.topics
+    await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
     runners = []
     for name in components:
         if name == "command-processor":
             processor = CommandProcessor(
                 open_event_store(settings),
-                ProcessorConfig(bootstrap_servers, max_command_bytes=settings.max_command_bytes),
+                ProcessorConfig(
+                    bootstrap_servers,
+                    topics=topics,
+                    group_id=settings.processor_group,
+                    max_command_bytes=settings.max_command_bytes,
+                ),
             )
             runners.append(processor.run(stop))
         elif name == "relay":
 
             async def ensure_events_topic() -> None:
-                await ensure_topics(bootstrap_servers, {EVENTS_TOPIC: 1})
+                await ensure_topics(bootstrap_servers, {topics.events: 1})
 
             relay = Relay(
                 open_event_store(settings),
-                RelayConfig(bootstrap_servers),
+                RelayConfig(bootstrap_servers, topics=topics),
                 ensure_topic=ensure_events_topic,
             )
             runners.append(relay.run(stop))

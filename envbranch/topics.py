@@ -10,17 +10,19 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from domain.envelopes import COMMANDS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
+from domain.envelopes import Topics
 
 log = logging.getLogger(__name__)
 
 
-def topic_plan(command_partitions: int = 1) -> dict[str, int]:
-    return {COMMANDS_TOPIC: command_partitions, EVENTS_TOPIC: 1, DLQ_TOPIC: 1}
+def topic_plan(topics: Topics, command_partitions: int = 1) -> dict[str, int]:
+    return {topics.commands: command_partitions, topics.events: 1, topics.dlq: 1}
 
 
 async def ensure_topics(
-    bootstrap_servers: str, partitions: dict[str, int], replication_factor: int = 1
+    bootstrap_servers: str,
+    partitions: dict[str, int],
+    replication_factor: int = 1,
 ) -> None:
     """Create the missing topics; refuse an events topic with more than one partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
@@ -35,12 +37,12 @@ async def ensure_topics(
         if missing:
             await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(t.name for t in missing))
-        if EVENTS_TOPIC in partitions:
-            described = await admin.describe_topics([EVENTS_TOPIC])
+        for name in (n for n in partitions if n.endswith(".events")):
+            described = await admin.describe_topics([name])
             count = len(described[0]["partitions"])
             if count != 1:
                 raise RuntimeError(
-                    f"{EVENTS_TOPIC} has {count} partitions; it needs exactly 1 to keep "
+                    f"{name} has {count} partitions; it needs exactly 1 to keep "
                     "events in position order"
                 )
     finally:
