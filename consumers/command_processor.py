@@ -91,6 +91,7 @@ class CommandProcessor:
         await self.producer.start()
         await self.consumer.start()
         if cfg.group_id is None:
+            await self.consumer.topics()  # fetch metadata for every topic
             partitions = self.consumer.partitions_for_topic(cfg.topics.commands) or set()
             assigned = [TopicPartition(cfg.topics.commands, p) for p in sorted(partitions)]
             if not assigned:

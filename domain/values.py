@@ -204,5 +204,5 @@ def json_of(value: BaseModel | list[BaseModel] | None) -> Any:
     if value is None:
         return None
     if isinstance(value, list):
-        return [item.model_dump(mode="json") for item in value]
-    return value.model_dump(mode="json")
+        return [item.model_dump(mode="json", exclude_none=True) for item in value]
+    return value.model_dump(mode="json", exclude_none=True)

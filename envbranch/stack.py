@@ -20,11 +20,20 @@ COMPONENTS = ("command-processor", "relay")
 
 
 async def run_components(
-    settings: Settings, bootstrap_servers: str, components: Iterable[str], stop: asyncio.Event
+    settings: Settings,
+    bootstrap_servers: str,
+    components: Iterable[str],
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
 ) -> None:
-    """Run the named components until ``stop`` is set or one of them fails."""
+    """Run the named components until ``stop`` is set or one of them fails.
+
+    ``ready`` is set once the topics exist, so nothing is published into a topic
+    the broker would otherwise create with its own partition count."""
     topics = settings.topics
     await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
+    if ready is not None:
+        ready.set()
     runners = []
     for name in components:
         if name == "command-processor":
