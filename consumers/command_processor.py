@@ -1,11 +1,18 @@
 """The command processor: envbranch.commands in, events into the store.
 
-Each command's Kafka position (topic, partition, offset) is stored as a
-tracking record in the same transaction as its events. On start and after
+Each command's Kafka position (cluster, topic, partition, offset) is stored
+as a tracking record in the same transaction as its events. On start and after
 every rebalance the processor seeks to the positions the store holds, so
 redelivery never writes anything twice and a crash loses nothing. A rejected
 command goes to envbranch.commands.dlq, original bytes and reason, and the
 processor goes on.
+
+Offsets mean something only within one incarnation of a log: a broker that
+restarts empty (the embedded one keeps topics in memory) counts from 0 again.
+Positions are therefore named after the cluster ID, which the embedded broker
+draws anew at each start; when it changes, the processor starts over on the
+new log, and command_id receipts keep a command that arrives twice from
+applying twice.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError
 from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
@@ -31,13 +41,14 @@ TRANSIENT_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 MAX_INTERNAL_ATTEMPTS = 3
 
 
-def tracking_name(topic: str, partition: int) -> str:
-    return f"{topic}#{partition}"
+def tracking_name(cluster_id: str, topic: str, partition: int) -> str:
+    return f"{cluster_id}/{topic}#{partition}"
 
 
-def tracking_of(record: ConsumerRecord) -> Tracking:
+def tracking_of(cluster_id: str, record: ConsumerRecord) -> Tracking:
     # Offsets start at 0; tracking positions are kept positive (offset + 1 = next offset).
-    return Tracking(tracking_name(record.topic, record.partition), record.offset + 1)
+    name = tracking_name(cluster_id, record.topic, record.partition)
+    return Tracking(name, record.offset + 1)
 
 
 @dataclass
@@ -49,6 +60,8 @@ class ProcessorConfig:
     max_command_bytes: int = 1024 * 1024
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    # How often to check that the broker still serves the same log (cluster ID).
+    incarnation_check_seconds: float = 2.0
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):
@@ -63,11 +76,19 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
 
 
 class CommandProcessor:
-    def __init__(self, app: Environments, config: ProcessorConfig) -> None:
+    def __init__(
+        self,
+        app: Environments,
+        config: ProcessorConfig,
+        ensure_topics: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.app = app
         self.config = config
+        self.ensure_topics = ensure_topics
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
+        self.cluster_id = ""
         self.processed = 0
         self.rejected = 0
 
@@ -88,6 +109,9 @@ class CommandProcessor:
             max_partition_fetch_bytes=max(cfg.max_command_bytes * 2, 1024 * 1024),
             fetch_max_bytes=max(cfg.max_command_bytes * 4, 50 * 1024 * 1024),
         )
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
+        await self.admin.start()
+        self.cluster_id = await self._current_cluster_id()
         await self.producer.start()
         await self.consumer.start()
         if cfg.group_id is None:
@@ -101,6 +125,7 @@ class CommandProcessor:
         else:
             self.consumer.subscribe([cfg.topics.commands], listener=_SeekToStoredPositions(self))
         try:
+            last_check = time.monotonic()
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
                 for records in batches.values():
@@ -108,16 +133,41 @@ class CommandProcessor:
                         await self.handle(record)
                 if batches:
                     await self._commit_offsets(batches)
+                if time.monotonic() - last_check > cfg.incarnation_check_seconds:
+                    last_check = time.monotonic()
+                    await self._follow_log_incarnation()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+            await self.admin.close()
+
+    async def _current_cluster_id(self) -> str:
+        assert self.admin is not None
+        cluster = await self.admin.describe_cluster()
+        return str(cluster.get("cluster_id") or "kafka")
+
+    async def _follow_log_incarnation(self) -> None:
+        """Start over on a new log when the broker came back empty."""
+        assert self.consumer is not None
+        try:
+            cluster_id = await self._current_cluster_id()
+        except Exception as e:  # noqa: BLE001 - the broker may be away; check again later
+            log.debug("cluster ID unavailable: %s", e)
+            return
+        if cluster_id == self.cluster_id:
+            return
+        log.warning("the broker serves a new log (cluster %s); starting over on it", cluster_id)
+        self.cluster_id = cluster_id
+        if self.ensure_topics is not None:
+            await self.ensure_topics()
+        await self.seek_to_stored_positions(list(self.consumer.assignment()))
 
     async def seek_to_stored_positions(self, partitions: list[TopicPartition]) -> None:
         """The store, not Kafka's committed offsets, says where to go on."""
         assert self.consumer is not None
         for tp in partitions:
             position = await asyncio.to_thread(
-                self.app.last_position, tracking_name(tp.topic, tp.partition)
+                self.app.last_position, tracking_name(self.cluster_id, tp.topic, tp.partition)
             )
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
@@ -126,7 +176,7 @@ class CommandProcessor:
             log.info("partition %s resumes at offset %s", tp, position or 0)
 
     async def handle(self, record: ConsumerRecord) -> None:
-        tracking = tracking_of(record)
+        tracking = tracking_of(self.cluster_id, record)
         if await asyncio.to_thread(self.app.has_recorded, tracking):
             return  # redelivered after a rebalance or a crash: applied already
         attempt = 0

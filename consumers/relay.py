@@ -155,12 +155,14 @@ async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
         for tp in tps:
             if ends[tp] == 0:
                 continue
+            # Read on until a fetch comes back empty rather than trusting the end offset:
+            # Tansu reports the last batch's base offset + 1 there, not the last offset + 1.
             consumer.seek(tp, ends[tp] - 1)
-            records = await consumer.getmany(tp, timeout_ms=5_000)
-            for record in records.get(tp, []):
-                for name, value in record.headers:
-                    if name == POSITION_HEADER:
-                        last = max(last, int(value))
+            while records := (await consumer.getmany(tp, timeout_ms=300)).get(tp, []):
+                for record in records:
+                    for name, value in record.headers:
+                        if name == POSITION_HEADER:
+                            last = max(last, int(value))
         return last
     finally:
         await consumer.stop()

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -63,6 +64,7 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.cluster_id = ""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,9 +73,21 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 30.0) -> str:
         url = f"tcp://{self.host}:{self.port}"
+        # A new cluster ID per start: the topics start empty, and positions recorded
+        # against the previous incarnation must not be mistaken for these.
+        self.cluster_id = f"envbranch-{uuid.uuid4().hex}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                tansu_binary(),
+                "broker",
+                "--cluster-id",
+                self.cluster_id,
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -34,6 +34,10 @@ async def run_components(
     await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
     if ready is not None:
         ready.set()
+
+    async def recreate_topics() -> None:  # after a broker came back empty
+        await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
+
     runners = []
     for name in components:
         if name == "command-processor":
@@ -45,17 +49,14 @@ async def run_components(
                     group_id=settings.processor_group,
                     max_command_bytes=settings.max_command_bytes,
                 ),
+                ensure_topics=recreate_topics,
             )
             runners.append(processor.run(stop))
         elif name == "relay":
-
-            async def ensure_events_topic() -> None:
-                await ensure_topics(bootstrap_servers, {topics.events: 1})
-
             relay = Relay(
                 open_event_store(settings),
                 RelayConfig(bootstrap_servers, topics=topics),
-                ensure_topic=ensure_events_topic,
+                ensure_topic=recreate_topics,
             )
             runners.append(relay.run(stop))
         else:

@@ -157,20 +157,26 @@ def dlq_entries(bootstrap: str, topics: Topics) -> list[dict[str, Any]]:
     return out
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None) -> None:
+async def _produce(
+    bootstrap: str, topic: str, values: list[bytes], key: bytes | None
+) -> list[tuple[int, int]]:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=8 * 1024 * 1024
     )
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for value in values]
-        await asyncio.gather(*futures)
+        sent = await asyncio.gather(*futures)
+        return [(m.partition, m.offset) for m in sent]
     finally:
         await producer.stop()
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
-    run(_produce(bootstrap, topic, values, key))
+def produce(
+    bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None
+) -> list[tuple[int, int]]:
+    """Publish and return (partition, offset) of each message."""
+    return list(run(_produce(bootstrap, topic, values, key)))
 
 
 def command(type_: str, body: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
@@ -188,3 +194,39 @@ def encode(document: dict[str, Any]) -> bytes:
 
 def receipts(events: list[EventEnvelope]) -> dict[str, EventEnvelope]:
     return {e.command_id: e for e in events if e.type == "CommandReceipt.Accepted" and e.command_id}
+
+
+def settings_env(settings: Settings, bootstrap: str) -> dict[str, str]:
+    """The environment a separate envbranch process needs for these settings."""
+    import os
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ENVBRANCH_DATA_DIR": str(settings.data_dir),
+        "ENVBRANCH_EVENT_STORE": settings.event_store,
+        "ENVBRANCH_TOPIC_PREFIX": settings.topic_prefix,
+        "ENVBRANCH_COMMAND_PARTITIONS": str(settings.command_partitions),
+        "ENVBRANCH_PROCESSOR_GROUP": settings.processor_group or "",
+        "ENVBRANCH_MAX_COMMAND_BYTES": str(settings.max_command_bytes),
+        **settings.postgres,
+    }
+    return env
+
+
+def spawn(settings: Settings, bootstrap: str, *components: str, log: Any = None) -> Any:
+    """Start ``envbranch serve <components>`` as a real child process."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "envbranch", "-v", "serve", *components],
+        env=settings_env(settings, bootstrap),
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records the topic holds (counted; Tansu's end offsets undercount)."""
+    return len(read_topic(bootstrap, topic))
