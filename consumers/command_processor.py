@@ -89,6 +89,9 @@ class CommandProcessor:
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
         self.cluster_id = ""
+        # The last position stored per partition, loaded at every assignment: redelivered
+        # records are skipped without a query. The store's tracking row stays the guard.
+        self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
 
@@ -169,6 +172,7 @@ class CommandProcessor:
             position = await asyncio.to_thread(
                 self.app.last_position, tracking_name(self.cluster_id, tp.topic, tp.partition)
             )
+            self.recorded[tp] = position or 0
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
@@ -177,18 +181,22 @@ class CommandProcessor:
 
     async def handle(self, record: ConsumerRecord) -> None:
         tracking = tracking_of(self.cluster_id, record)
-        if await asyncio.to_thread(self.app.has_recorded, tracking):
+        tp = TopicPartition(record.topic, record.partition)
+        if tracking.notification_id <= self.recorded.get(tp, 0):
             return  # redelivered after a rebalance or a crash: applied already
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._apply(record, tracking)
+                self.recorded[tp] = tracking.notification_id
                 return
             except CommandRejected as rejected:
                 await self._reject(record, tracking, rejected)
+                self.recorded[tp] = tracking.notification_id
                 return
             except AlreadyProcessed:
+                self.recorded[tp] = tracking.notification_id
                 return
             except (OperationalError, InterfaceError, ConnectionError) as e:
                 # The store is unreachable or busy: wait and try the same command again.
@@ -202,6 +210,7 @@ class CommandProcessor:
                         ErrorCode.INTERNAL_ERROR, f"applying the command failed: {e!r}"
                     )
                     await self._reject(record, tracking, error)
+                    self.recorded[tp] = tracking.notification_id
                     return
 
     async def _apply(self, record: ConsumerRecord, tracking: Tracking) -> None:
