@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +33,9 @@ def _bootstrap(settings: Settings) -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the embedded stack in the foreground: broker, command processor, relay."""
     settings = Settings.from_env()
+    if "ENVBRANCH_PROCESSOR_GROUP" not in os.environ:
+        # One processor reads every partition: no group join to wait for.
+        settings = dataclasses.replace(settings, processor_group=None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = None
     bootstrap = settings.kafka_bootstrap_servers
