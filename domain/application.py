@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording, Tracking
@@ -45,7 +44,7 @@ class Environments(EventSourcedProjection[str]):
     """The write side of every environment."""
 
     name = "envbranch"
-    env: Mapping[str, str] = {"ORIGINATOR_ID_TYPE": "text"}  # type: ignore[assignment]
+    env: ClassVar[dict[str, str]] = {"ORIGINATOR_ID_TYPE": "text"}
     max_conflict_retries = 20
 
     def execute(self, command: Command, tracking: Tracking | None = None) -> Outcome:

@@ -8,10 +8,11 @@ from typing import Any
 from domain import commands as c
 from domain.aggregates import Bucket, Collection, Namespace, Resource, Retriever, Taxonomy
 from domain.cloning import clone_namespace
+from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
 from domain.references import map_collections, map_source, map_taxonomy_config
 from domain.unit import Unit
-from domain.values import json_of
+from domain.values import json_of, tree_problem
 
 
 def create_namespace(unit: Unit, body: c.CreateNamespace) -> None:
@@ -114,9 +115,7 @@ def create_taxonomy(unit: Unit, body: c.CreateTaxonomy) -> None:
         namespace_id=namespace.id,
         taxonomy_name=body.taxonomy_name,
         description=body.description,
-        config=map_taxonomy_config(
-            json_of(body.config), unit.resolve_ref(namespace), "body.config"
-        ),
+        config=_resolved_taxonomy_config(unit, namespace, body.config),
     )
     _add(unit, namespace, taxonomy)
 
@@ -127,9 +126,7 @@ def clone_taxonomy(unit: Unit, body: c.CloneTaxonomy) -> None:
     assert isinstance(original, Taxonomy)
     config = original.config
     if body.config is not None:
-        config = map_taxonomy_config(
-            json_of(body.config), unit.resolve_ref(namespace), "body.config"
-        )
+        config = _resolved_taxonomy_config(unit, namespace, body.config)
     clone = original.clone(
         id=new_id(Kind.TAXONOMY),
         namespace_id=namespace.id,
@@ -156,6 +153,16 @@ def update_resource(kind: Kind) -> Callable[[Unit, Any], None]:
             resource.change_description(body.description)
 
     return update
+
+
+def _resolved_taxonomy_config(unit: Unit, namespace: Namespace, config: Any) -> dict[str, Any]:
+    resolved = map_taxonomy_config(json_of(config), unit.resolve_ref(namespace), "body.config")
+    problem = tree_problem(resolved.get("hierarchical_nodes") or [])
+    if problem is not None:
+        raise CommandRejected(
+            ErrorCode.VALIDATION_ERROR, problem, field="body.config.hierarchical_nodes"
+        )
+    return resolved
 
 
 def _resource(unit: Unit, namespace: Namespace, kind: Kind, identifier: str) -> Resource:

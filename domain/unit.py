@@ -31,7 +31,7 @@ class Unit:
     def get(self, aggregate_id: str, cls: type[A]) -> A | None:
         if aggregate_id not in self._touched:
             try:
-                aggregate = self._repository.get(aggregate_id)
+                aggregate: Aggregate = self._repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
             self._touched[aggregate_id] = aggregate

@@ -7,6 +7,7 @@ They validate what a command carries; aggregates store them as plain JSON
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -168,22 +169,28 @@ class HierarchicalTaxonomyConfig(Value):
     hierarchical_nodes: Annotated[list[HierarchicalNode], Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _is_a_tree(self) -> HierarchicalTaxonomyConfig:
+    def _has_retrievers_and_a_root(self) -> HierarchicalTaxonomyConfig:
+        # Whether the nodes form a tree depends on which collections the identifiers
+        # name, so that is checked after they are resolved (tree_problem).
         nodes_without = [n for n in self.hierarchical_nodes if n.retriever_id is None]
         if self.retriever_id is None and nodes_without:
             raise ValueError("every node needs a retriever_id when the taxonomy has none")
-        nodes = [node.collection_id for node in self.hierarchical_nodes]
-        if len(set(nodes)) != len(nodes):
-            raise ValueError("hierarchical_nodes name a collection_id more than once")
         roots = [n for n in self.hierarchical_nodes if n.parent_collection_id is None]
         if not roots:
             raise ValueError("hierarchical_nodes need a root (a node without parent_collection_id)")
-        for node in self.hierarchical_nodes:
-            if node.parent_collection_id is not None and node.parent_collection_id not in nodes:
-                raise ValueError(
-                    f"parent_collection_id {node.parent_collection_id!r} is not a node"
-                )
         return self
+
+
+def tree_problem(nodes: list[dict[str, Any]]) -> str | None:
+    """What keeps resolved hierarchical nodes from being a tree, if anything."""
+    ids = [node["collection_id"] for node in nodes]
+    if len(set(ids)) != len(ids):
+        return "hierarchical_nodes name a collection_id more than once"
+    for node in nodes:
+        parent = node.get("parent_collection_id")
+        if parent is not None and parent not in ids:
+            return f"parent_collection_id {parent!r} is not a node"
+    return None
 
 
 TaxonomyConfig = Annotated[
@@ -199,10 +206,10 @@ class IncludeResources(Value):
     taxonomies: bool = False
 
 
-def json_of(value: BaseModel | list[BaseModel] | None) -> Any:
+def json_of(value: BaseModel | Sequence[BaseModel] | None) -> Any:
     """The plain JSON an aggregate stores for a value object."""
     if value is None:
         return None
-    if isinstance(value, list):
+    if not isinstance(value, BaseModel):
         return [item.model_dump(mode="json", exclude_none=True) for item in value]
     return value.model_dump(mode="json", exclude_none=True)
