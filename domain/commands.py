@@ -47,62 +47,94 @@ class InNamespace(Body):
     namespace_identifier: Identifier
 
 
+# Each request model is the body of the matching HTTP call; the command adds the
+# identifiers that the API takes from the path and the X-Namespace header.
+
 # --- namespaces -----------------------------------------------------------
 
 
-class CreateNamespace(Body):
+class NamespaceCreateRequest(Body):
     namespace_name: ResourceName
     description: Description = ""
 
 
-class UpdateNamespace(InNamespace):
+class NamespaceUpdateRequest(Body):
     namespace_name: ResourceName | None = None
     description: Description | None = None
 
 
-class CloneNamespace(InNamespace):
+class NamespaceCloneRequest(Body):
     namespace_name: ResourceName
     description: Description | None = None
     include_resources: IncludeResources = IncludeResources()
 
 
+class CreateNamespace(NamespaceCreateRequest):
+    pass
+
+
+class UpdateNamespace(InNamespace, NamespaceUpdateRequest):
+    pass
+
+
+class CloneNamespace(InNamespace, NamespaceCloneRequest):
+    pass
+
+
 # --- buckets --------------------------------------------------------------
 
 
-class CreateBucket(InNamespace):
+class BucketCreateRequest(Body):
     bucket_name: ResourceName
     description: Description = ""
     bucket_schema: BucketSchema
 
 
-class UpdateBucket(InNamespace):
-    bucket_identifier: Identifier
+class BucketUpdateRequest(Body):
     bucket_name: ResourceName | None = None
     description: Description | None = None
+
+
+class CreateBucket(InNamespace, BucketCreateRequest):
+    pass
+
+
+class UpdateBucket(InNamespace, BucketUpdateRequest):
+    bucket_identifier: Identifier
 
 
 # --- collections ----------------------------------------------------------
 
 
-class CreateCollection(InNamespace):
+class CollectionCreateRequest(Body):
     collection_name: ResourceName
     description: Description = ""
     source: CollectionSource
     feature_extractor: FeatureExtractor
 
 
-class UpdateCollection(InNamespace):
-    collection_identifier: Identifier
+class CollectionUpdateRequest(Body):
     collection_name: ResourceName | None = None
     description: Description | None = None
 
 
-class CloneCollection(InNamespace):
-    collection_identifier: Identifier
+class CollectionCloneRequest(Body):
     collection_name: ResourceName
     description: Description | None = None
     source: CollectionSource | None = None
     feature_extractor: FeatureExtractor | None = None
+
+
+class CreateCollection(InNamespace, CollectionCreateRequest):
+    pass
+
+
+class UpdateCollection(InNamespace, CollectionUpdateRequest):
+    collection_identifier: Identifier
+
+
+class CloneCollection(InNamespace, CollectionCloneRequest):
+    collection_identifier: Identifier
 
 
 # --- retrievers -----------------------------------------------------------
@@ -110,7 +142,7 @@ class CloneCollection(InNamespace):
 InputSchema = dict[str, dict[str, Any]]
 
 
-class CreateRetriever(InNamespace):
+class RetrieverCreateRequest(Body):
     retriever_name: ResourceName
     description: Description = ""
     collection_identifiers: Annotated[list[Identifier], Field(min_length=1)]
@@ -118,14 +150,12 @@ class CreateRetriever(InNamespace):
     input_schema: InputSchema = Field(default_factory=dict)
 
 
-class UpdateRetriever(InNamespace):
-    retriever_identifier: Identifier
+class RetrieverUpdateRequest(Body):
     retriever_name: ResourceName | None = None
     description: Description | None = None
 
 
-class CloneRetriever(InNamespace):
-    retriever_identifier: Identifier
+class RetrieverCloneRequest(Body):
     retriever_name: ResourceName
     description: Description | None = None
     collection_identifiers: Annotated[list[Identifier], Field(min_length=1)] | None = None
@@ -133,26 +163,48 @@ class CloneRetriever(InNamespace):
     input_schema: InputSchema | None = None
 
 
+class CreateRetriever(InNamespace, RetrieverCreateRequest):
+    pass
+
+
+class UpdateRetriever(InNamespace, RetrieverUpdateRequest):
+    retriever_identifier: Identifier
+
+
+class CloneRetriever(InNamespace, RetrieverCloneRequest):
+    retriever_identifier: Identifier
+
+
 # --- taxonomies -----------------------------------------------------------
 
 
-class CreateTaxonomy(InNamespace):
+class TaxonomyCreateRequest(Body):
     taxonomy_name: ResourceName
     description: Description = ""
     config: TaxonomyConfig
 
 
-class UpdateTaxonomy(InNamespace):
-    taxonomy_identifier: Identifier
+class TaxonomyUpdateRequest(Body):
     taxonomy_name: ResourceName | None = None
     description: Description | None = None
 
 
-class CloneTaxonomy(InNamespace):
-    taxonomy_identifier: Identifier
+class TaxonomyCloneRequest(Body):
     taxonomy_name: ResourceName
     description: Description | None = None
     config: TaxonomyConfig | None = None
+
+
+class CreateTaxonomy(InNamespace, TaxonomyCreateRequest):
+    pass
+
+
+class UpdateTaxonomy(InNamespace, TaxonomyUpdateRequest):
+    taxonomy_identifier: Identifier
+
+
+class CloneTaxonomy(InNamespace, TaxonomyCloneRequest):
+    taxonomy_identifier: Identifier
 
 
 BODIES: dict[str, type[Body]] = {
