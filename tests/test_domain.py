@@ -343,6 +343,21 @@ def test_a_collection_clone_changing_only_extractor_params_awaits_reprocessing(a
     assert (clone.vector_mode, clone.status) == ("reprocess", "awaiting_reprocess")
 
 
+def test_a_clone_of_a_collection_awaiting_reprocessing_awaits_it_too(app):
+    populated(app)
+    for source, name, extra in [
+        ("docs", "docs-v2", {"feature_extractor": {**CLIP, "version": "v2"}}),
+        ("docs-v2", "docs-v2-again", {}),
+    ]:
+        body = {"namespace_identifier": "prod", "collection_identifier": source}
+        run(app, "collections.clone", {**body, "collection_name": name, **extra})
+    again = resource(app, "prod", Kind.COLLECTION, "docs-v2-again")
+    assert (again.vector_mode, again.status) == ("reprocess", "awaiting_reprocess")
+    run(app, "namespaces.clone", {"namespace_identifier": "prod", "namespace_name": "copy"})
+    in_copy = resource(app, "copy", Kind.COLLECTION, "docs-v2")
+    assert (in_copy.vector_mode, in_copy.status) == ("reprocess", "awaiting_reprocess")
+
+
 def test_a_namespace_clone_copies_the_vectors_of_every_collection(app):
     populated(app)
     clone_namespace(app, "prod", "dev")

@@ -1,0 +1,269 @@
+"""The read model of every environment, built from envbranch.events.
+
+Each batch of events is applied in one transaction together with the last
+applied position, so a redelivered event is a no-op and a restart resumes
+where it stopped. Dropping the tables and replaying the topic from position 0
+rebuilds the same state (``digest`` proves it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from domain.envelopes import EventEnvelope
+from projections.sql import Cursor, Database
+
+# kind -> (table, ID column, columns copied from the event data)
+RESOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "Namespace": (
+        "namespaces",
+        "namespace_id",
+        ("namespace_name", "description", "source_namespace_id", "clone_task_id"),
+    ),
+    "Bucket": ("buckets", "bucket_id", ("bucket_name", "description", "bucket_schema")),
+    "Collection": (
+        "collections",
+        "collection_id",
+        ("collection_name", "description", "source", "feature_extractor", "vector_mode"),
+    ),
+    "Retriever": (
+        "retrievers",
+        "retriever_id",
+        ("retriever_name", "description", "collection_ids", "stages", "input_schema"),
+    ),
+    "Taxonomy": ("taxonomies", "taxonomy_id", ("taxonomy_name", "description", "config")),
+}
+COMMON = "created_at TEXT, updated_at TEXT, created_by TEXT, version INTEGER"
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS read_model_state (name TEXT PRIMARY KEY, value TEXT)",
+    f"""CREATE TABLE IF NOT EXISTS namespaces (namespace_id TEXT PRIMARY KEY,
+        namespace_name TEXT, description TEXT, source_namespace_id TEXT, clone_task_id TEXT,
+        {COMMON})""",
+    f"""CREATE TABLE IF NOT EXISTS buckets (bucket_id TEXT PRIMARY KEY, namespace_id TEXT,
+        bucket_name TEXT, description TEXT, bucket_schema TEXT, source_bucket_id TEXT,
+        {COMMON})""",
+    f"""CREATE TABLE IF NOT EXISTS collections (collection_id TEXT PRIMARY KEY,
+        namespace_id TEXT, collection_name TEXT, description TEXT, source TEXT,
+        feature_extractor TEXT, source_collection_id TEXT, vector_mode TEXT, status TEXT,
+        {COMMON})""",
+    f"""CREATE TABLE IF NOT EXISTS retrievers (retriever_id TEXT PRIMARY KEY,
+        namespace_id TEXT, retriever_name TEXT, description TEXT, collection_ids TEXT,
+        stages TEXT, input_schema TEXT, source_retriever_id TEXT, {COMMON})""",
+    f"""CREATE TABLE IF NOT EXISTS taxonomies (taxonomy_id TEXT PRIMARY KEY,
+        namespace_id TEXT, taxonomy_name TEXT, description TEXT, config TEXT,
+        source_taxonomy_id TEXT, {COMMON})""",
+    """CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, namespace_id TEXT,
+        task_type TEXT, status TEXT, source_namespace_id TEXT, target_namespace_id TEXT,
+        include_resources TEXT, progress TEXT, result TEXT, created_at TEXT, updated_at TEXT,
+        created_by TEXT)""",
+    """CREATE TABLE IF NOT EXISTS lineage (clone_id TEXT PRIMARY KEY, source_id TEXT,
+        kind TEXT, namespace_id TEXT, position INTEGER, occurred_at TEXT, actor TEXT)""",
+    """CREATE TABLE IF NOT EXISTS audit (position INTEGER PRIMARY KEY, event_id TEXT,
+        type TEXT, aggregate_id TEXT, namespace_id TEXT, command_id TEXT, actor TEXT,
+        occurred_at TEXT, data TEXT)""",
+    """CREATE TABLE IF NOT EXISTS commands (command_id TEXT PRIMARY KEY, position INTEGER,
+        command_type TEXT, actor TEXT, namespace_id TEXT)""",
+    "CREATE INDEX IF NOT EXISTS lineage_source ON lineage (source_id)",
+    "CREATE INDEX IF NOT EXISTS audit_aggregate ON audit (aggregate_id)",
+    "CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace_id)",
+    *[
+        f"CREATE INDEX IF NOT EXISTS {table}_by_name ON {table} (namespace_id, {fields[0]})"
+        for table, _, fields in RESOURCES.values()
+    ],
+]
+
+# The tables a replay rebuilds (and a digest covers), each with its key.
+PROJECTED = {
+    "namespaces": "namespace_id",
+    "buckets": "bucket_id",
+    "collections": "collection_id",
+    "retrievers": "retriever_id",
+    "taxonomies": "taxonomy_id",
+    "tasks": "task_id",
+    "lineage": "clone_id",
+    "audit": "position",
+    "commands": "command_id",
+}
+JSON_COLUMNS = {
+    "bucket_schema",
+    "source",
+    "feature_extractor",
+    "collection_ids",
+    "stages",
+    "input_schema",
+    "config",
+    "include_resources",
+    "progress",
+    "result",
+    "data",
+}
+
+
+def to_column(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def from_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: json.loads(value) if key in JSON_COLUMNS and isinstance(value, str) else value
+        for key, value in row.items()
+    }
+
+
+class ReadModel:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self) -> None:
+        with self.db.transaction() as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+            if not cur.query("SELECT value FROM read_model_state WHERE name = 'generation'"):
+                # A new read model replays from the start: its generation names its group.
+                cur.execute(
+                    "INSERT INTO read_model_state VALUES ('generation', ?)", [uuid.uuid4().hex]
+                )
+                cur.execute("INSERT INTO read_model_state VALUES ('position', '0')")
+
+    def drop(self) -> None:
+        with self.db.transaction() as cur:
+            for table in [*PROJECTED, "read_model_state"]:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def generation(self) -> str:
+        return str(self._state("generation"))
+
+    def position(self) -> int:
+        return int(self._state("position") or 0)
+
+    def _state(self, name: str) -> str | None:
+        rows = self.db.query("SELECT value FROM read_model_state WHERE name = ?", [name])
+        return rows[0]["value"] if rows else None
+
+    def apply(self, envelopes: Iterable[EventEnvelope]) -> int:
+        """Apply the events after the stored position; returns how many were new."""
+        applied = 0
+        with self.db.transaction() as cur:
+            position = int(
+                cur.query("SELECT value FROM read_model_state WHERE name = 'position'")[0]["value"]
+            )
+            for envelope in envelopes:
+                if envelope.position <= position:
+                    continue  # a redelivery: applied already
+                project(cur, envelope)
+                position = envelope.position
+                applied += 1
+            if applied:
+                cur.execute(
+                    "UPDATE read_model_state SET value = ? WHERE name = 'position'", [str(position)]
+                )
+        return applied
+
+    def digest(self) -> dict[str, str]:
+        """A hash of every projected table, to compare two read models."""
+        out = {}
+        for table, key in PROJECTED.items():
+            rows = self.db.query(f"SELECT * FROM {table} ORDER BY {key}")
+            canonical = json.dumps([from_row(r) for r in rows], sort_keys=True, default=str)
+            out[table] = hashlib.sha256(canonical.encode()).hexdigest()
+        return out
+
+
+def project(cur: Cursor, e: EventEnvelope) -> None:
+    """Write one event into the tables."""
+    occurred_at = e.occurred_at.isoformat()
+    cur.execute(
+        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            e.position,
+            e.event_id,
+            e.type,
+            e.aggregate_id,
+            e.namespace_id,
+            e.command_id,
+            e.actor,
+            occurred_at,
+            to_column(e.data),
+        ],
+    )
+    aggregate, _, what = e.type.partition(".")
+    if aggregate in RESOURCES:
+        _project_resource(cur, e, aggregate, what)
+    elif aggregate == "CloneTask":
+        _project_task(cur, e, what)
+    elif aggregate == "CommandReceipt":
+        cur.execute(
+            "INSERT INTO commands VALUES (?, ?, ?, ?, ?)",
+            [e.command_id, e.position, e.data.get("command_type"), e.actor, e.namespace_id],
+        )
+
+
+def _project_resource(cur: Cursor, e: EventEnvelope, aggregate: str, what: str) -> None:
+    table, id_column, fields = RESOURCES[aggregate]
+    kind = id_column.removesuffix("_id")
+    occurred_at = e.occurred_at.isoformat()
+    if what in ("Created", "Cloned"):
+        row: dict[str, Any] = {id_column: e.aggregate_id}
+        if aggregate != "Namespace":
+            row["namespace_id"] = e.namespace_id
+            row[f"source_{kind}_id"] = e.data.get(f"source_{kind}_id")
+        row.update({field: to_column(e.data.get(field)) for field in fields})
+        if aggregate == "Collection":
+            row["vector_mode"] = e.data.get("vector_mode", "own")
+            reprocess = row["vector_mode"] == "reprocess"
+            row["status"] = "awaiting_reprocess" if reprocess else "ready"
+        row.update(
+            created_at=occurred_at,
+            updated_at=occurred_at,
+            created_by=e.actor,
+            version=e.aggregate_version,
+        )
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+        if what == "Cloned":
+            source = e.data[f"source_{kind}_id"]
+            cur.execute(
+                "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [e.aggregate_id, source, kind, e.namespace_id, e.position, occurred_at, e.actor],
+            )
+    elif what in ("Renamed", "DescriptionChanged"):
+        field = fields[0] if what == "Renamed" else "description"
+        cur.execute(
+            f"UPDATE {table} SET {field} = ?, updated_at = ?, version = ? WHERE {id_column} = ?",
+            [e.data[field], occurred_at, e.aggregate_version, e.aggregate_id],
+        )
+
+
+def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
+    occurred_at = e.occurred_at.isoformat()
+    if what == "Created":
+        cur.execute(
+            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                e.aggregate_id,
+                e.namespace_id,
+                "namespace_clone",
+                "PENDING",
+                e.data["source_namespace_id"],
+                e.data["target_namespace_id"],
+                to_column(e.data["include_resources"]),
+                None,
+                None,
+                occurred_at,
+                occurred_at,
+                e.actor,
+            ],
+        )
+    elif what == "Completed":
+        cur.execute(
+            "UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ?",
+            ["COMPLETED", to_column(e.data["result"]), occurred_at, e.aggregate_id],
+        )

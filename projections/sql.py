@@ -1,0 +1,106 @@
+"""One small connection layer over SQLite and PostgreSQL, with '?' placeholders for both."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+class Database:
+    """Thread-local connections; each ``transaction()`` commits or rolls back as a whole."""
+
+    def __init__(
+        self, sqlite_path: Path | None = None, postgres: dict[str, str] | None = None
+    ) -> None:
+        if (sqlite_path is None) == (postgres is None):
+            raise ValueError("give either sqlite_path or postgres settings")
+        self.sqlite_path = sqlite_path
+        self.postgres = postgres
+        self.dialect = "sqlite" if sqlite_path is not None else "postgres"
+        self._local = threading.local()
+
+    @classmethod
+    def for_settings(cls, kind: str, data_dir: Path, postgres: dict[str, str]) -> Database:
+        if kind == "postgres":
+            return cls(postgres=postgres)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(sqlite_path=data_dir / "read_model.sqlite3")
+
+    def _connect(self) -> Any:
+        if self.sqlite_path is not None:
+            conn = sqlite3.connect(self.sqlite_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            return conn
+        import psycopg
+        from psycopg.rows import dict_row
+
+        pg = self.postgres or {}
+        conn = psycopg.connect(
+            host=pg.get("POSTGRES_HOST", "127.0.0.1"),
+            port=pg.get("POSTGRES_PORT", "5432"),
+            dbname=pg.get("POSTGRES_DBNAME", "envbranch"),
+            user=pg.get("POSTGRES_USER", "postgres"),
+            password=pg.get("POSTGRES_PASSWORD") or None,
+            autocommit=True,
+            row_factory=dict_row,
+        )
+        schema = pg.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read"
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        return conn
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        conn = self._connection()
+        if self.dialect == "sqlite":
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Cursor(self, conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        else:
+            with conn.transaction():
+                yield Cursor(self, conn)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        conn = self._connection()
+        rows = conn.execute(self._sql(sql), tuple(params)).fetchall()
+        return [dict(row) for row in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class Cursor:
+    def __init__(self, db: Database, conn: Any) -> None:
+        self.db = db
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(self.db._sql(sql), tuple(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [dict(r) for r in self.conn.execute(self.db._sql(sql), tuple(params)).fetchall()]
