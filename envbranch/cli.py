@@ -18,7 +18,7 @@ from domain.envelopes import EventEnvelope, Topics
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
 from envbranch.settings import Settings
-from envbranch.stack import COMPONENTS, run_components, stop_on_signals
+from envbranch.stack import COMPONENTS, prepare_read_side, run
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -42,17 +42,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if bootstrap is None:
         broker = EmbeddedBroker(port=args.port, log_path=settings.data_dir / "broker.log")
         bootstrap = broker.start()
-    print(f"envbranch is up. Kafka bootstrap servers: {bootstrap}", flush=True)
-    print(f"  event store: {settings.event_store} (data in {settings.data_dir.resolve()})")
-    print(f"  try: KAFKA_BOOTSTRAP_SERVERS={bootstrap} envbranch events --follow", flush=True)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-        await run_components(settings, bootstrap, COMPONENTS, stop)
-
     try:
-        asyncio.run(main())
+        _, _, keys = prepare_read_side(settings)
+        if not keys.any():
+            _, admin_key = keys.create("admin", None)
+            print(f"admin API key (shown once, keep it): {admin_key}", flush=True)
+        print(f"envbranch is up. Kafka bootstrap servers: {bootstrap}", flush=True)
+        print(f"  API: {settings.api_url}/v1 (OpenAPI at {settings.api_url}/docs)")
+        print(f"  event store: {settings.event_store} (data in {settings.data_dir.resolve()})")
+        print(f"  try: KAFKA_BOOTSTRAP_SERVERS={bootstrap} envbranch events --follow", flush=True)
+        run(settings, bootstrap, COMPONENTS)
     finally:
         if broker is not None:
             broker.stop()
@@ -62,14 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one or more components against KAFKA_BOOTSTRAP_SERVERS (one per container)."""
     settings = Settings.from_env()
-    bootstrap = _bootstrap(settings)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-        await run_components(settings, bootstrap, args.components, stop)
-
-    asyncio.run(main())
+    run(settings, _bootstrap(settings), args.components)
     return 0
 
 

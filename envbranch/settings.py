@@ -23,6 +23,11 @@ class Settings:
     # Join a consumer group (several processors share the partitions) or, when
     # empty, read every partition alone and start without a group join.
     processor_group: str | None = "envbranch-command-processor"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8420
+    # How long a write through the API waits for the read model before answering 504.
+    command_timeout: float = 30.0
+    read_model_schema: str = "envbranch_read"
 
     @property
     def topics(self) -> Topics:
@@ -46,7 +51,15 @@ class Settings:
                 "ENVBRANCH_PROCESSOR_GROUP", "envbranch-command-processor"
             ).strip()
             or None,
+            api_host=env.get("ENVBRANCH_API_HOST") or "127.0.0.1",
+            api_port=_positive_int(env, "ENVBRANCH_API_PORT", 8420),
+            command_timeout=float(_positive_int(env, "ENVBRANCH_COMMAND_TIMEOUT", 30)),
+            read_model_schema=env.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read",
         )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:

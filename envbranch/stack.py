@@ -1,4 +1,10 @@
-"""Runs envbranch's processes: one at a time (docker-compose) or all in one (embedded)."""
+"""Runs envbranch's processes: one per container (docker-compose) or all in one (embedded).
+
+The projector is a Faust worker; when it is among the components, the Faust
+worker owns the event loop and the other components run as its tasks, so the
+API, the processors and the agents share one process (and, later, one vector
+store that only one process may open).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,72 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import uvicorn
 
 from consumers.command_processor import CommandProcessor, ProcessorConfig
 from consumers.relay import Relay, RelayConfig
 from envbranch.event_store import open_event_store
 from envbranch.settings import Settings
 from envbranch.topics import ensure_topics, topic_plan
+from projections import queries
+from projections.api import create_app
+from projections.auth import ApiKeys
+from projections.gateway import CommandGateway
+from projections.read_model import ReadModel
+from projections.sql import Database
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("command-processor", "relay")
+COMPONENTS = ("command-processor", "relay", "projector", "api")
+
+
+def read_model_database(settings: Settings) -> Database:
+    if settings.event_store == "postgres":
+        return Database(postgres=settings.postgres, schema=settings.read_model_schema)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(sqlite_path=settings.data_dir / "read_model.sqlite3")
+
+
+def prepare_read_side(settings: Settings) -> tuple[Database, ReadModel, ApiKeys]:
+    db = read_model_database(settings)
+    read_model = ReadModel(db)
+    read_model.create()
+    keys = ApiKeys(db)
+    keys.create_table()
+    return db, read_model, keys
+
+
+class _ServerInALoop(uvicorn.Server):
+    # The process's owner (asyncio.run or the Faust worker) handles the signals.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_api(settings: Settings, bootstrap_servers: str, stop: asyncio.Event) -> None:
+    db, _, keys = prepare_read_side(settings)
+    gateway = CommandGateway(
+        bootstrap_servers,
+        settings.topics,
+        lambda command_id: queries.command_position(db, command_id),
+        timeout=settings.command_timeout,
+    )
+    app = create_app(db, gateway, keys)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
+    )
+    server = _ServerInALoop(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        await asyncio.gather(serving, stopping, return_exceptions=True)
 
 
 async def run_components(
@@ -26,7 +87,7 @@ async def run_components(
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run the named components until ``stop`` is set or one of them fails.
+    """Run the named components (not the projector) until ``stop`` is set or one fails.
 
     ``ready`` is set once the topics exist, so nothing is published into a topic
     the broker would otherwise create with its own partition count."""
@@ -38,7 +99,7 @@ async def run_components(
     async def recreate_topics() -> None:  # after a broker came back empty
         await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
 
-    runners = []
+    runners: list[Any] = []
     for name in components:
         if name == "command-processor":
             processor = CommandProcessor(
@@ -59,6 +120,8 @@ async def run_components(
                 ensure_topic=recreate_topics,
             )
             runners.append(relay.run(stop))
+        elif name == "api":
+            runners.append(serve_api(settings, bootstrap_servers, stop))
         else:
             raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
     tasks = [asyncio.create_task(runner) for runner in runners]
@@ -69,6 +132,49 @@ async def run_components(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(settings: Settings, bootstrap_servers: str, components: Iterable[str]) -> None:
+    """Run the components in this process until SIGINT or SIGTERM."""
+    components = list(components)
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown:
+        raise ValueError(f"unknown component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
+    if "projector" in components:
+        _run_in_faust_worker(
+            settings, bootstrap_servers, [c for c in components if c != "projector"]
+        )
+        return
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await run_components(settings, bootstrap_servers, components, stop)
+
+    asyncio.run(main())
+
+
+def _run_in_faust_worker(settings: Settings, bootstrap_servers: str, others: list[str]) -> None:
+    import faust
+
+    from projections.faust_app import create_faust_app
+
+    # The events topic must exist before the agent subscribes to it.
+    plan = topic_plan(settings.topics, settings.command_partitions)
+    asyncio.run(ensure_topics(bootstrap_servers, plan))
+    _, read_model, _ = prepare_read_side(settings)
+    app = create_faust_app(bootstrap_servers, settings.topics, read_model)
+    if others:
+
+        @app.task
+        async def run_others() -> None:
+            stop = asyncio.Event()
+            await run_components(settings, bootstrap_servers, others, stop)
+
+    level = "info" if log.isEnabledFor(logging.INFO) else "warning"
+    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    with contextlib.suppress(SystemExit):
+        worker.execute_from_commandline()
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -16,23 +16,21 @@ class Database:
     """Thread-local connections; each ``transaction()`` commits or rolls back as a whole."""
 
     def __init__(
-        self, sqlite_path: Path | None = None, postgres: dict[str, str] | None = None
+        self,
+        sqlite_path: Path | None = None,
+        postgres: dict[str, str] | None = None,
+        schema: str = "envbranch_read",
     ) -> None:
         if (sqlite_path is None) == (postgres is None):
             raise ValueError("give either sqlite_path or postgres settings")
         self.sqlite_path = sqlite_path
         self.postgres = postgres
+        self.schema = schema
         self.dialect = "sqlite" if sqlite_path is not None else "postgres"
         self._local = threading.local()
 
-    @classmethod
-    def for_settings(cls, kind: str, data_dir: Path, postgres: dict[str, str]) -> Database:
-        if kind == "postgres":
-            return cls(postgres=postgres)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(sqlite_path=data_dir / "read_model.sqlite3")
-
     def _connect(self) -> Any:
+        conn: Any
         if self.sqlite_path is not None:
             conn = sqlite3.connect(self.sqlite_path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -52,9 +50,8 @@ class Database:
             autocommit=True,
             row_factory=dict_row,
         )
-        schema = pg.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read"
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        conn.execute(f'SET search_path TO "{schema}"')
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        conn.execute(f'SET search_path TO "{self.schema}"')
         return conn
 
     def _connection(self) -> Any:

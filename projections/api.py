@@ -1,0 +1,398 @@
+"""The read-model HTTP API, Mixpeek-shaped, under /v1.
+
+Writes become commands on envbranch.commands and answer once the read model
+has applied them (read your writes) or with the processor's reason for
+rejecting them. Reads come from the read model only.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from domain import commands as c
+from domain.errors import CommandRejected, ErrorCode
+from domain.ids import Kind, kind_of
+from projections import queries
+from projections import schemas as s
+from projections.auth import ApiKeys, Principal
+from projections.gateway import CommandGateway, CommandTimeout
+from projections.sql import Database
+
+STATUS = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.DUPLICATE_NAME: 409,
+    ErrorCode.COMMAND_ID_REUSED: 409,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type_: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.details = status, type_, message, details
+
+
+def error_response(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
+    body = s.ErrorResponse(error=s.ErrorBody(message=message, type=type_, details=details or None))
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+
+
+class ListBody(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 20
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
+    app = FastAPI(
+        title="envbranch",
+        version="0.1.0",
+        description="Environment branching for AI retrieval pipelines.",
+        on_startup=[gateway.start],
+        on_shutdown=[gateway.stop],
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+        return error_response(e.status, e.type, e.message, e.details)
+
+    @app.exception_handler(CommandRejected)
+    async def _rejected(_: Request, e: CommandRejected) -> JSONResponse:
+        details = {"field": e.field, **e.details} if e.field else e.details
+        return error_response(STATUS.get(e.code, 422), str(e.code), e.message, details)
+
+    @app.exception_handler(CommandTimeout)
+    async def _timeout(_: Request, e: CommandTimeout) -> JSONResponse:
+        message = f"{e}; retry with the header Idempotency-Key: {e.command_id}"
+        return error_response(504, "timeout", message, {"command_id": e.command_id})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in e.errors()
+        ]
+        first = problems[0]
+        message = f"{first['field']}: {first['message']}"
+        return error_response(
+            422, "validation_error", message, {"field": first["field"], "problems": problems}
+        )
+
+    async def read(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, db, *args)
+
+    async def principal(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Principal:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
+        found = await asyncio.to_thread(keys.authenticate, authorization.removeprefix("Bearer "))
+        if found is None:
+            raise ApiError(401, "unauthorized", "the API key is not valid")
+        return found
+
+    Who = Annotated[Principal, Depends(principal)]
+    IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+    async def visible_namespace(who: Principal, identifier: str) -> dict[str, Any]:
+        row = await read(queries.namespace, identifier)
+        if row is None or not who.may_see(row["namespace_id"]):
+            raise ApiError(404, "not_found", f"namespace {identifier!r} not found")
+        return row
+
+    async def scoped_namespace(
+        who: Who, x_namespace: Annotated[str, Header(alias="X-Namespace")]
+    ) -> dict[str, Any]:
+        return await visible_namespace(who, x_namespace)
+
+    InNamespace = Annotated[dict[str, Any], Depends(scoped_namespace)]
+
+    async def command(
+        type_: str, body: dict[str, Any], who: Principal, idempotency_key: str | None, key: str
+    ) -> None:
+        await gateway.execute(type_, body, who.name, command_id=idempotency_key, key=key)
+
+    def fields(body: BaseModel) -> dict[str, Any]:
+        return body.model_dump(mode="json", exclude_none=True)
+
+    # --- namespaces -------------------------------------------------------
+
+    @app.post("/v1/namespaces", response_model=s.Namespace, status_code=201)
+    async def create_namespace(
+        body: c.NamespaceCreateRequest, who: Who, idem: IdempotencyKey = None
+    ) -> Any:
+        await command("namespaces.create", fields(body), who, idem, body.namespace_name)
+        row = await read(queries.namespace, body.namespace_name)
+        await asyncio.to_thread(keys.grant, who.key_id, row["namespace_id"])
+        return row
+
+    @app.get("/v1/namespaces/{identifier}", response_model=s.Namespace)
+    async def get_namespace(identifier: str, who: Who) -> Any:
+        return await visible_namespace(who, identifier)
+
+    @app.post("/v1/namespaces/list", response_model=s.Page[s.Namespace])
+    async def list_namespaces(who: Who, body: ListBody | None = None) -> Any:
+        body = body or ListBody()
+        scope = None if who.namespaces is None else sorted(who.namespaces)
+        rows, total = await read(queries.page, Kind.NAMESPACE, None, body.limit, body.offset)
+        if scope is not None:
+            rows, total = await read(_namespaces_in, scope, body.limit, body.offset)
+        return _page(rows, total, body)
+
+    @app.patch("/v1/namespaces/{identifier}", response_model=s.Namespace)
+    async def update_namespace(
+        identifier: str, body: c.NamespaceUpdateRequest, who: Who, idem: IdempotencyKey = None
+    ) -> Any:
+        row = await visible_namespace(who, identifier)
+        ns_id = row["namespace_id"]
+        payload = {"namespace_identifier": ns_id, **fields(body)}
+        await command("namespaces.update", payload, who, idem, ns_id)
+        return await read(queries.namespace, ns_id)
+
+    @app.post(
+        "/v1/namespaces/{identifier}/clone",
+        response_model=s.NamespaceCloneResponse,
+        status_code=202,
+    )
+    async def clone_namespace(
+        identifier: str, body: c.NamespaceCloneRequest, who: Who, idem: IdempotencyKey = None
+    ) -> Any:
+        source = await visible_namespace(who, identifier)
+        payload = {"namespace_identifier": source["namespace_id"], **fields(body)}
+        await command("namespaces.clone", payload, who, idem, source["namespace_id"])
+        clone = await read(queries.namespace, body.namespace_name)
+        await asyncio.to_thread(keys.grant, who.key_id, clone["namespace_id"])
+        task = await read(queries.task, clone["clone_task_id"])
+        status = {"COMPLETED": "ready", "FAILED": "failed"}.get(task["status"], "cloning")
+        return {
+            "namespace": clone,
+            "source_namespace_id": source["namespace_id"],
+            "status": status,
+            "task_id": clone["clone_task_id"],
+        }
+
+    # --- buckets, collections, retrievers, taxonomies -----------------------
+
+    def resource_routes(
+        kind: Kind,
+        create_model: type[BaseModel],
+        update_model: type[BaseModel],
+        response: type[BaseModel],
+        clone_model: type[BaseModel] | None = None,
+        clone_response: type[BaseModel] | None = None,
+    ) -> None:
+        plural, name_field = kind.plural, f"{kind.value}_name"
+        id_field, identifier_field = f"{kind.value}_id", f"{kind.value}_identifier"
+
+        async def find(ns: dict[str, Any], identifier: str) -> dict[str, Any]:
+            row = await read(queries.resource, kind, ns["namespace_id"], identifier)
+            if row is None:
+                message = f"{kind.value} {identifier!r} not found in namespace"
+                raise ApiError(404, "not_found", f"{message} {ns['namespace_name']!r}")
+            return row
+
+        async def create(body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None) -> Any:
+            payload = {"namespace_identifier": ns["namespace_id"], **fields(body)}
+            await command(f"{plural}.create", payload, who, idem, ns["namespace_id"])
+            return await find(ns, getattr(body, name_field))
+
+        async def get(identifier: str, ns: InNamespace) -> Any:
+            return await find(ns, identifier)
+
+        async def list_(ns: InNamespace, body: ListBody | None = None) -> Any:
+            body = body or ListBody()
+            rows, total = await read(
+                queries.page, kind, [ns["namespace_id"]], body.limit, body.offset
+            )
+            return _page(rows, total, body)
+
+        async def update(
+            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        ) -> Any:
+            row = await find(ns, identifier)
+            payload = {
+                "namespace_identifier": ns["namespace_id"],
+                identifier_field: row[id_field],
+                **fields(body),
+            }
+            await command(f"{plural}.update", payload, who, idem, ns["namespace_id"])
+            return await find(ns, row[id_field])
+
+        async def clone(
+            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        ) -> Any:
+            source = await find(ns, identifier)
+            payload = {
+                "namespace_identifier": ns["namespace_id"],
+                identifier_field: source[id_field],
+                **fields(body),
+            }
+            await command(f"{plural}.clone", payload, who, idem, ns["namespace_id"])
+            created = await find(ns, getattr(body, name_field))
+            return {kind.value: created, f"source_{kind.value}_id": source[id_field]}
+
+        # The body models differ per kind; FastAPI reads them from the annotations.
+        create.__annotations__["body"] = create_model
+        update.__annotations__["body"] = update_model
+        clone.__annotations__["body"] = clone_model
+        page_model: Any = s.Page[response]  # type: ignore[valid-type]
+        base = f"/v1/{plural}"
+        app.post(base, response_model=response, status_code=201, name=f"create_{kind}")(create)
+        app.post(f"{base}/list", response_model=page_model, name=f"list_{plural}")(list_)
+        app.get(base + "/{identifier}", response_model=response, name=f"get_{kind}")(get)
+        app.patch(base + "/{identifier}", response_model=response, name=f"update_{kind}")(update)
+        if clone_model is not None:
+            app.post(
+                base + "/{identifier}/clone",
+                response_model=clone_response,
+                status_code=201,
+                name=f"clone_{kind}",
+            )(clone)
+
+    resource_routes(Kind.BUCKET, c.BucketCreateRequest, c.BucketUpdateRequest, s.Bucket)
+    resource_routes(
+        Kind.COLLECTION,
+        c.CollectionCreateRequest,
+        c.CollectionUpdateRequest,
+        s.Collection,
+        c.CollectionCloneRequest,
+        s.CollectionCloneResponse,
+    )
+    resource_routes(
+        Kind.RETRIEVER,
+        c.RetrieverCreateRequest,
+        c.RetrieverUpdateRequest,
+        s.Retriever,
+        c.RetrieverCloneRequest,
+        s.RetrieverCloneResponse,
+    )
+    resource_routes(
+        Kind.TAXONOMY,
+        c.TaxonomyCreateRequest,
+        c.TaxonomyUpdateRequest,
+        s.Taxonomy,
+        c.TaxonomyCloneRequest,
+        s.TaxonomyCloneResponse,
+    )
+
+    # --- tasks, lineage, audit ---------------------------------------------
+
+    @app.get("/v1/tasks/{task_id}", response_model=s.Task)
+    async def get_task(task_id: str, who: Who) -> Any:
+        row = await read(queries.task, task_id)
+        if row is None or not who.may_see(row["namespace_id"]):
+            raise ApiError(404, "not_found", f"task {task_id!r} not found")
+        done = row["status"] == "COMPLETED"
+        row["progress"] = row["progress"] or {"percent": 100.0 if done else 0.0}
+        return row
+
+    @app.get("/v1/lineage/{identifier}", response_model=s.Lineage)
+    async def get_lineage(identifier: str, who: Who) -> Any:
+        kind = kind_of(identifier)
+        if kind is None or kind is Kind.TASK:
+            raise ApiError(
+                422, "validation_error", "lineage takes a resource ID (ns_, bkt_, col_, ret_, tax_)"
+            )
+        row = await read(queries.resource_by_id, kind, identifier)
+        if row is None or not who.may_see(row["namespace_id"]):
+            raise ApiError(404, "not_found", f"{kind.value} {identifier!r} not found")
+        ancestors, descendants = await read(queries.lineage, identifier)
+
+        def visible(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [e for e in edges if who.may_see(e["namespace_id"])]
+
+        return {
+            "resource_id": identifier,
+            "ancestors": visible(ancestors),
+            "descendants": visible(descendants),
+        }
+
+    @app.get("/v1/audit", response_model=s.Page[s.AuditEntry])
+    async def get_audit(
+        who: Who,
+        resource_id: str | None = None,
+        actor: str | None = None,
+        type: str | None = None,  # noqa: A002 - the query parameter's name
+        command_id: str | None = None,
+        from_position: int | None = None,
+        to_position: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        filters = {
+            "resource_id": resource_id,
+            "actor": actor,
+            "type": type,
+            "command_id": command_id,
+            "from_position": from_position,
+            "to_position": to_position,
+            "since": since,
+            "until": until,
+        }
+        scope = None if who.namespaces is None else sorted(who.namespaces)
+        rows, total = await read(queries.audit, scope, filters, limit, offset)
+        return _page(rows, total, ListBody(limit=limit, offset=offset))
+
+    # --- keys and health ---------------------------------------------------
+
+    @app.post("/v1/keys", response_model=s.ApiKey, status_code=201)
+    async def create_key(body: s.ApiKeyCreateRequest, who: Who) -> Any:
+        if not who.is_admin:
+            raise ApiError(403, "forbidden", "only a key for every namespace can create keys")
+        namespace_ids = None
+        if body.namespaces is not None:
+            namespace_ids = [
+                (await visible_namespace(who, n))["namespace_id"] for n in body.namespaces
+            ]
+        key_id, api_key = await asyncio.to_thread(keys.create, body.principal, namespace_ids)
+        created = await asyncio.to_thread(keys.get, key_id)
+        assert created is not None
+        return {
+            "key_id": key_id,
+            "principal": created.name,
+            "namespaces": None if created.namespaces is None else sorted(created.namespaces),
+            "created_at": "",
+            "api_key": api_key,
+        }
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        rows = await read(_position)
+        return {"status": "ok", "read_model_position": rows}
+
+    return app
+
+
+def _namespaces_in(db: Database, ids: list[str], limit: int, offset: int) -> tuple[list, int]:
+    marks = ", ".join("?" for _ in ids)
+    where = f"WHERE namespace_id IN ({marks})" if ids else "WHERE 1 = 0"
+    total = db.query(f"SELECT COUNT(*) AS n FROM namespaces {where}", ids)[0]["n"]
+    rows = db.query(
+        f"SELECT * FROM namespaces {where} ORDER BY created_at, namespace_id LIMIT ? OFFSET ?",
+        [*ids, limit, offset],
+    )
+    return rows, int(total)
+
+
+def _position(db: Database) -> int:
+    rows = db.query("SELECT value FROM read_model_state WHERE name = 'position'")
+    return int(rows[0]["value"]) if rows else 0
+
+
+def _page(rows: list[dict[str, Any]], total: int, body: ListBody) -> dict[str, Any]:
+    return {
+        "results": rows,
+        "pagination": {
+            "total": total,
+            "limit": body.limit,
+            "offset": body.offset,
+            "has_more": body.offset + len(rows) < total,
+        },
+    }

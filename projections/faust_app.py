@@ -1,0 +1,56 @@
+"""The Faust app: the read-model agent, and room for the processes that share its loop.
+
+The agent's consumer group is named after the read model's generation, a
+value drawn when its tables are created. A fresh read model therefore reads
+envbranch.events from the start, and a restarted one goes on from its group's
+committed offset; either way the stored position drops what was applied
+already (Faust redelivers after rebalances).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from domain.envelopes import EventEnvelope, Topics
+from projections.read_model import ReadModel
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+BATCH_SECONDS = 0.02
+
+
+def create_faust_app(
+    bootstrap_servers: str,
+    topics: Topics,
+    read_model: ReadModel,
+    **settings: Any,
+) -> faust.App:
+    app_id = f"{topics.prefix}-read-model-{read_model.generation()[:12]}"
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        # The envbranch topics are created by envbranch, with the partitions meant for them.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.pop("broker_session_timeout", 10.0),
+        broker_heartbeat_interval=settings.pop("broker_heartbeat_interval", 1.0),
+        broker_rebalance_timeout=settings.pop("broker_rebalance_timeout", 10.0),
+        **settings,
+    )
+    events = app.topic(topics.events, value_type=bytes, value_serializer="raw")
+
+    @app.agent(events, concurrency=1, name="read_model")
+    async def project_read_model(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take(BATCH, within=BATCH_SECONDS):
+            envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
+            await asyncio.to_thread(read_model.apply, envelopes)
+
+    return app

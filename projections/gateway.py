@@ -1,0 +1,133 @@
+"""Sends a command to envbranch.commands and waits for its outcome.
+
+Success is observed in the read model: the command's receipt (always its last
+event) has been applied, so everything it did can be read ("read your
+writes"). Rejection is observed on the DLQ, matched by partition and offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from domain.envelopes import Topics
+from domain.errors import CommandRejected, ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+class CommandTimeout(Exception):
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"command {command_id} had no outcome in time")
+        self.command_id = command_id
+
+
+@dataclass
+class Sent:
+    command_id: str
+    partition: int
+    offset: int
+
+
+class CommandGateway:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Topics,
+        applied_position: Callable[[str], int | None],
+        timeout: float = 30.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = topics
+        self.applied_position = applied_position  # command_id -> receipt position, or None
+        self.timeout = timeout
+        self._rejections: dict[tuple[int, int], dict[str, Any]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._dlq: AIOKafkaConsumer | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        await self._producer.start()
+        self._dlq = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+        )
+        await self._dlq.start()
+        tp = TopicPartition(self.topics.dlq, 0)
+        self._dlq.assign([tp])
+        await self._dlq.seek_to_end(tp)
+        await self._dlq.position(tp)  # fixed before the first command is sent
+        self._watcher = asyncio.create_task(self._watch_dlq())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        if self._dlq is not None:
+            await self._dlq.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _watch_dlq(self) -> None:
+        assert self._dlq is not None
+        while True:
+            batches = await self._dlq.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    headers = {k: v.decode() for k, v in record.headers}
+                    try:
+                        key = (
+                            int(headers["envbranch.source.partition"]),
+                            int(headers["envbranch.source.offset"]),
+                        )
+                        self._rejections[key] = json.loads(headers["envbranch.error"])
+                    except (KeyError, ValueError):
+                        log.warning("DLQ record without envbranch headers at %s", record.offset)
+
+    async def execute(
+        self,
+        type_: str,
+        body: dict[str, Any],
+        actor: str,
+        command_id: str | None = None,
+        key: str | None = None,
+    ) -> Sent:
+        """Publish a command and wait until it is applied; raise CommandRejected if not."""
+        assert self._producer is not None
+        command_id = command_id or str(uuid.uuid4())
+        envelope = {"command_id": command_id, "type": type_, "body": body, "actor": actor}
+        metadata = await self._producer.send_and_wait(
+            self.topics.commands,
+            json.dumps(envelope).encode(),
+            key=key.encode() if key else None,
+        )
+        sent = Sent(command_id, metadata.partition, metadata.offset)
+        await self.wait(sent)
+        return sent
+
+    async def wait(self, sent: Sent) -> int:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            rejection = self._rejections.pop((sent.partition, sent.offset), None)
+            if rejection is not None:
+                raise CommandRejected(
+                    ErrorCode(rejection["code"]),
+                    rejection["message"],
+                    field=rejection.get("field"),
+                    **(rejection.get("details") or {}),
+                )
+            position = await asyncio.to_thread(self.applied_position, sent.command_id)
+            if position is not None:
+                return position
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        raise CommandTimeout(sent.command_id)

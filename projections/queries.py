@@ -1,0 +1,125 @@
+"""Reads of the read model: what the API serves. Scoped by the caller's namespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from domain.ids import Kind, kind_of
+from projections.read_model import from_row
+from projections.sql import Database
+
+TABLE = {
+    Kind.NAMESPACE: ("namespaces", "namespace_id", "namespace_name"),
+    Kind.BUCKET: ("buckets", "bucket_id", "bucket_name"),
+    Kind.COLLECTION: ("collections", "collection_id", "collection_name"),
+    Kind.RETRIEVER: ("retrievers", "retriever_id", "retriever_name"),
+    Kind.TAXONOMY: ("taxonomies", "taxonomy_id", "taxonomy_name"),
+}
+
+Scope = frozenset[str] | None  # namespace IDs a caller may see; None: all
+
+
+def _one(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return from_row(rows[0]) if rows else None
+
+
+def namespace(db: Database, identifier: str) -> dict[str, Any] | None:
+    """A namespace by ID or name."""
+    column = "namespace_id" if kind_of(identifier) else "namespace_name"
+    return _one(db.query(f"SELECT * FROM namespaces WHERE {column} = ?", [identifier]))
+
+
+def resource(db: Database, kind: Kind, namespace_id: str, identifier: str) -> dict | None:
+    """A resource of a namespace, by ID or name."""
+    table, id_column, name_column = TABLE[kind]
+    column = id_column if kind_of(identifier) else name_column
+    return _one(
+        db.query(
+            f"SELECT * FROM {table} WHERE namespace_id = ? AND {column} = ?",
+            [namespace_id, identifier],
+        )
+    )
+
+
+def resource_by_id(db: Database, kind: Kind, resource_id: str) -> dict[str, Any] | None:
+    table, id_column, _ = TABLE[kind]
+    return _one(db.query(f"SELECT * FROM {table} WHERE {id_column} = ?", [resource_id]))
+
+
+def page(
+    db: Database, kind: Kind, namespace_ids: Sequence[str] | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Resources in the given namespaces (all when None), oldest first."""
+    table, id_column, _ = TABLE[kind]
+    where, params = _in("namespace_id", namespace_ids)
+    total = db.query(f"SELECT COUNT(*) AS n FROM {table} {where}", params)[0]["n"]
+    rows = db.query(
+        f"SELECT * FROM {table} {where} ORDER BY created_at, {id_column} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return [from_row(r) for r in rows], int(total)
+
+
+def task(db: Database, task_id: str) -> dict[str, Any] | None:
+    return _one(db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]))
+
+
+def command_position(db: Database, command_id: str) -> int | None:
+    """The position of a command's receipt, once the read model applied it."""
+    rows = db.query("SELECT position FROM commands WHERE command_id = ?", [command_id])
+    return int(rows[0]["position"]) if rows else None
+
+
+def lineage(db: Database, resource_id: str) -> tuple[list[dict], list[dict]]:
+    """Every clone edge above (ancestors, nearest first) and below (descendants) a resource."""
+    ancestors = []
+    current = resource_id
+    while rows := db.query("SELECT * FROM lineage WHERE clone_id = ?", [current]):
+        ancestors.append(rows[0])
+        current = rows[0]["source_id"]
+    descendants, frontier = [], [resource_id]
+    while frontier:
+        where, params = _in("source_id", frontier)
+        rows = db.query(f"SELECT * FROM lineage {where} ORDER BY position", params)
+        descendants.extend(rows)
+        frontier = [r["clone_id"] for r in rows]
+    return ancestors, descendants
+
+
+def audit(
+    db: Database,
+    namespace_ids: Sequence[str] | None,
+    filters: dict[str, Any],
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    where, params = _in("namespace_id", namespace_ids)
+    clauses = [where.removeprefix("WHERE ")] if where else []
+    for column, op, key in [
+        ("aggregate_id", "=", "resource_id"),
+        ("actor", "=", "actor"),
+        ("type", "=", "type"),
+        ("command_id", "=", "command_id"),
+        ("position", ">=", "from_position"),
+        ("position", "<=", "to_position"),
+        ("occurred_at", ">=", "since"),
+        ("occurred_at", "<=", "until"),
+    ]:
+        if filters.get(key) is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(filters[key])
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    total = db.query(f"SELECT COUNT(*) AS n FROM audit {where}", params)[0]["n"]
+    rows = db.query(
+        f"SELECT * FROM audit {where} ORDER BY position LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return [from_row(r) for r in rows], int(total)
+
+
+def _in(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
+    if values is None:
+        return "", []
+    if not values:
+        return "WHERE 1 = 0", []
+    return f"WHERE {column} IN ({', '.join('?' for _ in values)})", list(values)

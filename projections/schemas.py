@@ -1,0 +1,188 @@
+"""The HTTP API's response models; the SDK returns the same classes.
+
+Request bodies are the request models of ``domain.commands``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Stamped(Model):
+    created_at: str | None = None
+    updated_at: str | None = None
+    created_by: str | None = None
+    version: int | None = None
+
+
+class Namespace(Stamped):
+    namespace_id: str
+    namespace_name: str
+    description: str = ""
+    source_namespace_id: str | None = None
+    clone_task_id: str | None = None
+
+
+class Bucket(Stamped):
+    bucket_id: str
+    namespace_id: str
+    bucket_name: str
+    description: str = ""
+    bucket_schema: dict[str, Any] | None = None
+    source_bucket_id: str | None = None
+
+
+class Collection(Stamped):
+    collection_id: str
+    namespace_id: str
+    collection_name: str
+    description: str = ""
+    source: dict[str, Any]
+    feature_extractor: dict[str, Any]
+    source_collection_id: str | None = None
+    vector_mode: str
+    status: str
+
+
+class Retriever(Stamped):
+    retriever_id: str
+    namespace_id: str
+    retriever_name: str
+    description: str = ""
+    collection_ids: list[str]
+    stages: list[dict[str, Any]]
+    input_schema: dict[str, Any]
+    source_retriever_id: str | None = None
+
+
+class Taxonomy(Stamped):
+    taxonomy_id: str
+    namespace_id: str
+    taxonomy_name: str
+    description: str = ""
+    config: dict[str, Any]
+    source_taxonomy_id: str | None = None
+
+
+class DeepCloneResult(Model):
+    task_id: str
+    source_namespace_id: str
+    namespace_id: str
+    mapping: dict[str, dict[str, str]]
+    counts: dict[str, int]
+
+
+class Task(Model):
+    task_id: str
+    task_type: str
+    namespace_id: str
+    status: Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"]
+    source_namespace_id: str | None = None
+    target_namespace_id: str | None = None
+    include_resources: dict[str, bool] | None = None
+    progress: dict[str, Any] | None = None
+    result: DeepCloneResult | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Pagination(Model):
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class Page(Model, Generic[T]):
+    results: list[T]
+    pagination: Pagination
+
+
+class ListRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = 20
+    offset: int = 0
+
+
+class NamespaceCloneResponse(Model):
+    namespace: Namespace
+    source_namespace_id: str
+    status: Literal["cloning", "ready", "failed"]
+    task_id: str
+
+
+class CollectionCloneResponse(Model):
+    collection: Collection
+    source_collection_id: str
+
+
+class RetrieverCloneResponse(Model):
+    retriever: Retriever
+    source_retriever_id: str
+
+
+class TaxonomyCloneResponse(Model):
+    taxonomy: Taxonomy
+    source_taxonomy_id: str
+
+
+class LineageEdge(Model):
+    source_id: str
+    clone_id: str
+    kind: str
+    namespace_id: str | None = None
+    position: int
+    occurred_at: str | None = None
+    actor: str | None = None
+
+
+class Lineage(Model):
+    resource_id: str
+    ancestors: list[LineageEdge]
+    descendants: list[LineageEdge]
+
+
+class AuditEntry(Model):
+    position: int
+    event_id: str
+    type: str
+    aggregate_id: str
+    namespace_id: str | None = None
+    command_id: str | None = None
+    actor: str | None = None
+    occurred_at: str
+    data: dict[str, Any]
+
+
+class ApiKeyCreateRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    principal: str
+    namespaces: list[str] | None = None  # IDs or names; None: every namespace
+
+
+class ApiKey(Model):
+    key_id: str
+    principal: str
+    namespaces: list[str] | None
+    created_at: str
+    api_key: str | None = None  # only in the answer that created it
+
+
+class ErrorBody(Model):
+    message: str
+    type: str
+    details: dict[str, Any] | list[Any] | None = None
+
+
+class ErrorResponse(Model):
+    error: ErrorBody
