@@ -62,6 +62,8 @@ class ProcessorConfig:
     heartbeat_interval_ms: int = 1_000
     # How often to check that the broker still serves the same log (cluster ID).
     incarnation_check_seconds: float = 2.0
+    # Tansu holds a fetch this long even when data arrives; Kafka answers at once.
+    fetch_max_wait_ms: int = 100
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):
@@ -110,6 +112,7 @@ class CommandProcessor:
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=cfg.heartbeat_interval_ms,
             max_partition_fetch_bytes=max(cfg.max_command_bytes * 2, 1024 * 1024),
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             fetch_max_bytes=max(cfg.max_command_bytes * 4, 50 * 1024 * 1024),
         )
         self.admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)

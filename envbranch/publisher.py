@@ -127,3 +127,39 @@ async def _watch_dlq(
             outcome.status = "rejected"
             outcome.error = json.loads(headers.get("envbranch.error", "{}"))
             return
+
+
+class Publisher:
+    """Send commands straight to envbranch.commands from Python (no HTTP API needed)."""
+
+    def __init__(self, bootstrap_servers: str, topics: Topics | None = None) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = topics or Topics()
+
+    def publish(
+        self,
+        type_: str,
+        body: dict[str, Any],
+        *,
+        actor: str | None = None,
+        command_id: str | None = None,
+        key: str | None = None,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> PublishOutcome:
+        """Publish one command; with ``wait``, return its events or its DLQ reason."""
+        document: dict[str, Any] = {"type": type_, "body": body}
+        if actor is not None:
+            document["actor"] = actor
+        if command_id is not None:
+            document["command_id"] = command_id
+        return asyncio.run(
+            publish_command(
+                self.bootstrap_servers,
+                json.dumps(document).encode(),
+                key=key.encode() if key else None,
+                wait=wait,
+                timeout=timeout,
+                topics=self.topics,
+            )
+        )

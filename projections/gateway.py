@@ -58,7 +58,9 @@ class CommandGateway:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
         await self._producer.start()
         self._dlq = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,  # Tansu holds a fetch this long even when data arrives
         )
         await self._dlq.start()
         tp = TopicPartition(self.topics.dlq, 0)

@@ -1,0 +1,238 @@
+"""The Python SDK: typed calls to the envbranch HTTP API.
+
+    from envbranch import Client
+
+    client = Client(base_url="http://127.0.0.1:8420", api_key="eb_...")
+    client.namespaces.create({"namespace_name": "prod"})
+    result = client.namespaces.clone("prod", {"namespace_name": "staging"})
+    task = client.tasks.wait(result.task_id)
+
+Requests take a dict or the request model from ``domain.commands``; answers
+are the API's own response models (``projections.schemas``), so the SDK and
+the API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from domain import commands as c
+from projections import schemas as s
+
+M = TypeVar("M", bound=BaseModel)
+Body = dict[str, Any] | BaseModel
+
+TERMINAL = {"COMPLETED", "FAILED"}
+
+
+class EnvbranchError(Exception):
+    """An error answer from the API: HTTP status, machine-readable type, message, details."""
+
+    def __init__(self, status: int, type_: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {type_}: {message}")
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.details = details
+
+
+def _json(body: Body) -> dict[str, Any]:
+    if isinstance(body, BaseModel):
+        return body.model_dump(mode="json", exclude_none=True)
+    return body
+
+
+class Client:
+    """A connection to the API; ``base_url`` and ``api_key`` default to
+    ENVBRANCH_URL and ENVBRANCH_API_KEY. ``namespace`` is the default X-Namespace."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        namespace: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        base_url = base_url or os.environ.get("ENVBRANCH_URL") or "http://127.0.0.1:8420"
+        api_key = api_key or os.environ.get("ENVBRANCH_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.namespace = namespace
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self.namespaces = Namespaces(self)
+        self.buckets = Resources(self, "buckets", s.Bucket)
+        self.collections = Clonable(self, "collections", s.Collection, s.CollectionCloneResponse)
+        self.retrievers = Clonable(self, "retrievers", s.Retriever, s.RetrieverCloneResponse)
+        self.taxonomies = Clonable(self, "taxonomies", s.Taxonomy, s.TaxonomyCloneResponse)
+        self.tasks = Tasks(self)
+        self.keys = Keys(self)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> M:
+        """Send one request; raise EnvbranchError for an error answer."""
+        headers = {}
+        if namespace or self.namespace:
+            headers["X-Namespace"] = str(namespace or self.namespace)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        response = self._http.request(method, path, json=json, params=params, headers=headers)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                raise EnvbranchError(response.status_code, "http_error", response.text) from None
+            raise EnvbranchError(
+                response.status_code, error["type"], error["message"], error.get("details")
+            )
+        return model.model_validate(response.json())
+
+    def lineage(self, resource_id: str) -> s.Lineage:
+        """Ancestors and descendants of a resource along clone edges."""
+        return self.request("GET", f"/v1/lineage/{resource_id}", s.Lineage)
+
+    def audit(self, **filters: Any) -> s.Page[s.AuditEntry]:
+        """The audit log: filter by resource_id, actor, type, command_id, from_position,
+        to_position, since, until; page with limit and offset."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self.request("GET", "/v1/audit", s.Page[s.AuditEntry], params=params)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Namespaces:
+    """Namespaces: create, get, list, update, clone (a deep copy, as a task)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, body: Body | c.NamespaceCreateRequest, **kw: Any) -> s.Namespace:
+        """Create a namespace."""
+        return self._client.request("POST", "/v1/namespaces", s.Namespace, json=_json(body), **kw)
+
+    def get(self, namespace_identifier: str) -> s.Namespace:
+        """A namespace by ID or name."""
+        return self._client.request("GET", f"/v1/namespaces/{namespace_identifier}", s.Namespace)
+
+    def list(self, limit: int = 20, offset: int = 0) -> s.Page[s.Namespace]:
+        """The namespaces this key may see."""
+        body = {"limit": limit, "offset": offset}
+        return self._client.request("POST", "/v1/namespaces/list", s.Page[s.Namespace], json=body)
+
+    def update(self, namespace_identifier: str, body: Body, **kw: Any) -> s.Namespace:
+        """Rename or re-describe a namespace."""
+        path = f"/v1/namespaces/{namespace_identifier}"
+        return self._client.request("PATCH", path, s.Namespace, json=_json(body), **kw)
+
+    def clone(
+        self, namespace_identifier: str, body: Body | c.NamespaceCloneRequest, **kw: Any
+    ) -> s.NamespaceCloneResponse:
+        """Deep-copy a namespace; answers at once with the new namespace and a task_id."""
+        path = f"/v1/namespaces/{namespace_identifier}/clone"
+        return self._client.request("POST", path, s.NamespaceCloneResponse, json=_json(body), **kw)
+
+
+class Resources(Generic[M]):
+    """Resources inside a namespace (the client's, or ``namespace=``)."""
+
+    def __init__(self, client: Client, plural: str, model: type[M]) -> None:
+        self._client = client
+        self._path = f"/v1/{plural}"
+        self._model = model
+
+    def create(self, body: Body, *, namespace: str | None = None, **kw: Any) -> M:
+        """Create one in the namespace."""
+        return self._client.request(
+            "POST", self._path, self._model, json=_json(body), namespace=namespace, **kw
+        )
+
+    def get(self, identifier: str, *, namespace: str | None = None) -> M:
+        """One by ID or name."""
+        path = f"{self._path}/{identifier}"
+        return self._client.request("GET", path, self._model, namespace=namespace)
+
+    def list(self, limit: int = 20, offset: int = 0, *, namespace: str | None = None) -> s.Page[M]:
+        """A page of them, oldest first."""
+        return self._client.request(
+            "POST",
+            f"{self._path}/list",
+            s.Page[self._model],  # type: ignore[name-defined]
+            json={"limit": limit, "offset": offset},
+            namespace=namespace,
+        )
+
+    def update(self, identifier: str, body: Body, *, namespace: str | None = None, **kw: Any) -> M:
+        """Rename or re-describe one; what it computes cannot change (clone instead)."""
+        path = f"{self._path}/{identifier}"
+        return self._client.request(
+            "PATCH", path, self._model, json=_json(body), namespace=namespace, **kw
+        )
+
+
+class Clonable(Resources[M]):
+    def __init__(
+        self, client: Client, plural: str, model: type[M], clone_model: type[BaseModel]
+    ) -> None:
+        super().__init__(client, plural, model)
+        self._clone_model = clone_model
+
+    def clone(self, identifier: str, body: Body, *, namespace: str | None = None, **kw: Any) -> Any:
+        """A new resource from this one: omitted fields are copied, given ones replace."""
+        path = f"{self._path}/{identifier}/clone"
+        return self._client.request(
+            "POST", path, self._clone_model, json=_json(body), namespace=namespace, **kw
+        )
+
+
+class Tasks:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def get(self, task_id: str) -> s.Task:
+        """A task's status, progress and, when completed, its result."""
+        return self._client.request("GET", f"/v1/tasks/{task_id}", s.Task)
+
+    def wait(self, task_id: str, timeout: float = 300.0, poll: float = 0.2) -> s.Task:
+        """Poll until the task is COMPLETED or FAILED; TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get(task_id)
+            if task.status in TERMINAL:
+                return task
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {task.status} after {timeout}s")
+            time.sleep(poll)
+
+
+class Keys:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, principal: str, namespaces: list[str] | None = None) -> s.ApiKey:
+        """A new API key (admin keys only); ``namespaces`` limits its scope."""
+        body = {"principal": principal, "namespaces": namespaces}
+        return self._client.request("POST", "/v1/keys", s.ApiKey, json=body)
