@@ -205,9 +205,13 @@ class Resource(Entity):
     def name(self) -> str:
         return str(getattr(self, self.NAME_FIELD))
 
-    @event("DescriptionChanged")
     def change_description(self, description: str) -> None:
-        self.description = description
+        # Each kind records its own event (Collection.DescriptionChanged, ...): an event
+        # decorated here would be Resource.DescriptionChanged for every kind.
+        self._description_changed(description=description)
+
+    def _description_changed(self, description: str) -> None:
+        raise NotImplementedError
 
 
 class Bucket(Resource, created_event_name="Created"):
@@ -255,6 +259,10 @@ class Bucket(Resource, created_event_name="Created"):
     @event("Renamed")
     def rename(self, bucket_name: str) -> None:
         self.bucket_name = bucket_name
+
+    @event("DescriptionChanged")
+    def _description_changed(self, description: str) -> None:
+        self.description = description
 
 
 class VectorMode:
@@ -348,6 +356,10 @@ class Collection(Resource, created_event_name="Created"):
     def rename(self, collection_name: str) -> None:
         self.collection_name = collection_name
 
+    @event("DescriptionChanged")
+    def _description_changed(self, description: str) -> None:
+        self.description = description
+
 
 class Retriever(Resource, created_event_name="Created"):
     """A pipeline of stages over collections."""
@@ -413,6 +425,10 @@ class Retriever(Resource, created_event_name="Created"):
     def rename(self, retriever_name: str) -> None:
         self.retriever_name = retriever_name
 
+    @event("DescriptionChanged")
+    def _description_changed(self, description: str) -> None:
+        self.description = description
+
 
 class Taxonomy(Resource, created_event_name="Created"):
     """Classification through a retriever against reference collections."""
@@ -467,6 +483,10 @@ class Taxonomy(Resource, created_event_name="Created"):
     @event("Renamed")
     def rename(self, taxonomy_name: str) -> None:
         self.taxonomy_name = taxonomy_name
+
+    @event("DescriptionChanged")
+    def _description_changed(self, description: str) -> None:
+        self.description = description
 
 
 class TaskStatus:

@@ -71,12 +71,24 @@ def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
         message = f"{e}; retry with the header Idempotency-Key: {e.command_id}"
         return error_response(504, "timeout", message, {"command_id": e.command_id})
 
+    immutable = {name for names in c.IMMUTABLE_FIELDS.values() for name in names}
+
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
             for err in e.errors()
         ]
+        for err in e.errors():
+            loc = err["loc"]
+            if (
+                request.method == "PATCH"
+                and err["type"] == "extra_forbidden"
+                and loc[-1] in immutable
+            ):
+                field = ".".join(str(p) for p in loc)
+                message = f"{loc[-1]} cannot change once set: clone the resource with a new one"
+                return error_response(422, "immutable_field", message, {"field": field})
         first = problems[0]
         message = f"{first['field']}: {first['message']}"
         return error_response(

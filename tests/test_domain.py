@@ -1015,3 +1015,15 @@ def test_a_name_that_only_resembles_an_id_is_accepted(app):
     create_namespace(app, "ns_not-an-id")
     create_bucket(app, "ns_not-an-id", f"bkt_{'AB' * 16}")
     assert namespace(app, "ns_not-an-id").find(Kind.BUCKET, f"bkt_{'AB' * 16}") is not None
+
+
+@pytest.mark.parametrize("kind", ["bucket", "collection", "retriever", "taxonomy"])
+def test_an_event_is_named_after_the_kind_it_belongs_to(app, kind):
+    populated(app)
+    identifier = {"bucket": "raw", "collection": "docs", "retriever": "search", "taxonomy": "tags"}
+    body = {"namespace_identifier": "prod", f"{kind}_identifier": identifier[kind]}
+    plural = "taxonomies" if kind == "taxonomy" else f"{kind}s"
+    run(app, f"{plural}.update", {**body, "description": "new", f"{kind}_name": "renamed"})
+    types = [e.type for e in envelopes(app)[-3:]]
+    title = kind.title()
+    assert types == [f"{title}.Renamed", f"{title}.DescriptionChanged", "CommandReceipt.Accepted"]
