@@ -130,6 +130,26 @@ async def _print_events(bootstrap: str, topics: Topics, follow: bool, as_json: b
         await consumer.stop()
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create an API key in the read-model database and print it (shown once)."""
+    settings = Settings.from_env()
+    db, _, keys = prepare_read_side(settings)
+    namespace_ids = None
+    if args.namespace:
+        from projections import queries
+
+        namespace_ids = []
+        for identifier in args.namespace:
+            row = queries.namespace(db, identifier)
+            if row is None:
+                print(f"envbranch: namespace {identifier!r} not found", file=sys.stderr)
+                return 2
+            namespace_ids.append(row["namespace_id"])
+    _, api_key = keys.create(args.principal, namespace_ids)
+    print(api_key)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="envbranch", description="Environment branching for AI retrieval pipelines."
@@ -153,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--no-wait", action="store_true", help="do not wait for the outcome")
     publish.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
     publish.set_defaults(func=cmd_publish)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys", required=True)
+    create_key = keys.add_parser("create", help=cmd_keys_create.__doc__)
+    create_key.add_argument("principal", help="who the key acts as (the actor on its events)")
+    create_key.add_argument(
+        "--namespace", action="append", help="limit the key to this namespace (repeatable)"
+    )
+    create_key.set_defaults(func=cmd_keys_create)
 
     events = sub.add_parser("events", help=cmd_events.__doc__)
     events.add_argument("--follow", "-f", action="store_true", help="keep reading new events")

@@ -107,3 +107,20 @@ def test_bad_settings_end_with_a_message_not_a_traceback(tmp_path: Path) -> None
     assert result.stderr.decode().strip() == (
         "envbranch: ENVBRANCH_EVENT_STORE must be sqlite or postgres, not 'mongo'"
     )
+
+
+def test_keys_create_prints_a_key_that_the_read_model_accepts(tmp_path: Path) -> None:
+    from envbranch.settings import Settings
+    from envbranch.stack import prepare_read_side
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBRANCH_", "KAFKA_"))}
+    env["ENVBRANCH_DATA_DIR"] = str(tmp_path)
+    result = envbranch("keys", "create", "ci-bot", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    key = result.stdout.decode().strip()
+    _, _, keys = prepare_read_side(Settings(data_dir=tmp_path))
+    principal = keys.authenticate(key)
+    assert principal is not None and principal.name == "ci-bot" and principal.is_admin
+    missing = envbranch("keys", "create", "x", "--namespace", "nowhere", env=env)
+    assert missing.returncode == 2
+    assert "namespace 'nowhere' not found" in missing.stderr.decode()
