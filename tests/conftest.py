@@ -100,3 +100,85 @@ def sqlite_settings(tmp_path: Path, topic_prefix: str) -> Settings:
 def created_topics(bootstrap: str, topics: Topics) -> Topics:
     run(ensure_topics(bootstrap, topic_plan(topics)))
     return topics
+
+
+class LiveStack:
+    """`envbranch up` as a real child process against the session's broker."""
+
+    def __init__(self, url: str, admin_key: str, env: dict[str, str], process: object) -> None:
+        self.url = url
+        self.admin_key = admin_key
+        self.env = env
+        self.process = process
+
+    def client(self, api_key: str | None = None, namespace: str | None = None):  # type: ignore[no-untyped-def]
+        from envbranch import Client
+
+        return Client(self.url, api_key or self.admin_key, namespace=namespace)
+
+
+def start_live_stack(
+    workdir: Path, bootstrap: str, store: str = "sqlite", postgres: dict[str, str] | None = None
+) -> Iterator[LiveStack]:
+    import subprocess
+    import sys
+
+    import httpx
+
+    from envbranch.broker import free_port
+    from tests.support import wait_until
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBRANCH_", "KAFKA_"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ENVBRANCH_DATA_DIR": str(workdir / "data"),
+            "ENVBRANCH_TOPIC_PREFIX": f"live{uuid.uuid4().hex[:8]}",
+            "ENVBRANCH_API_PORT": str(port),
+            "ENVBRANCH_EVENT_STORE": store,
+            **(postgres or {}),
+        }
+    )
+    if postgres:
+        env["ENVBRANCH_READ_MODEL_SCHEMA"] = postgres["POSTGRES_SCHEMA"] + "_read"
+    output = workdir / "up.log"
+    with open(output, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "envbranch", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def admin_key() -> str | None:
+            for line in output.read_text(errors="replace").splitlines():
+                if line.startswith("admin API key"):
+                    return line.rsplit(" ", 1)[-1]
+            return None
+
+        key = wait_until(admin_key, 60, "envbranch up to print the admin key")
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, 60, "the API to answer")
+        # The projector has joined its group once a write becomes readable.
+        yield LiveStack(url, key, env, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    """One running stack (SQLite) for the session; tests use namespaces of their own."""
+    yield from start_live_stack(tmp_path_factory.mktemp("live"), broker.bootstrap_servers)
