@@ -163,7 +163,8 @@ def _run_in_faust_worker(settings: Settings, bootstrap_servers: str, others: lis
     plan = topic_plan(settings.topics, settings.command_partitions)
     asyncio.run(ensure_topics(bootstrap_servers, plan))
     _, read_model, _ = prepare_read_side(settings)
-    app = create_faust_app(bootstrap_servers, settings.topics, read_model)
+    faust_dir = settings.data_dir / "faust"
+    app = create_faust_app(bootstrap_servers, settings.topics, read_model, faust_dir)
     if others:
 
         @app.task

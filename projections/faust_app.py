@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -56,12 +57,14 @@ def create_faust_app(
     bootstrap_servers: str,
     topics: Topics,
     read_model: ReadModel,
+    datadir: Path,
     **settings: Any,
 ) -> faust.App:
     app_id = f"{topics.prefix}-read-model-{read_model.generation()[:12]}"
     app = App(
         app_id,
         broker=f"kafka://{bootstrap_servers}",
+        datadir=str(datadir),  # Faust's own files; by default it writes into the cwd
         store="memory://",
         web_enabled=False,
         # The envbranch topics are created by envbranch, with the partitions meant for them.
