@@ -65,8 +65,8 @@ class Environments(EventSourcedProjection[str]):
             if receipt.body_digest != command.digest:
                 raise CommandRejected(
                     ErrorCode.COMMAND_ID_REUSED,
-                    f"command_id {command.command_id!r} was already used for a different "
-                    f"command ({receipt.command_type}); use a new command_id",
+                    f"command_id {command.command_id!r} was already used for another command "
+                    f"({receipt.command_type}, or by another actor); use a new command_id",
                     field="command_id",
                 )
             if tracking is not None:

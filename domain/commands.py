@@ -246,9 +246,10 @@ class Command(BaseModel):
 
     @property
     def digest(self) -> str:
-        """Identifies what the command asks for, to tell a retry from a reused command_id."""
+        """Identifies who asks for what, to tell a retry from a reused command_id: the
+        same body from another actor is not a retry (it must not pass for one)."""
         canonical = json.dumps(
-            {"type": self.type, "body": self.body.model_dump(mode="json")},
+            {"type": self.type, "body": self.body.model_dump(mode="json"), "actor": self.actor},
             sort_keys=True,
             separators=(",", ":"),
         )

@@ -62,7 +62,7 @@ async def serve_api(settings: Settings, bootstrap_servers: str, stop: asyncio.Ev
     gateway = CommandGateway(
         bootstrap_servers,
         settings.topics,
-        lambda command_id: queries.command_position(db, command_id),
+        lambda command_id: queries.command_receipt(db, command_id),
         timeout=settings.command_timeout,
     )
     app = create_app(db, gateway, keys)

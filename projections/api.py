@@ -6,13 +6,14 @@ rejecting them. Reads come from the read model only.
 """
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain import commands as c
 from domain.errors import CommandRejected, ErrorCode
@@ -22,6 +23,8 @@ from projections import schemas as s
 from projections.auth import ApiKeys, Principal
 from projections.gateway import CommandGateway, CommandTimeout
 from projections.sql import Database
+
+log = logging.getLogger(__name__)
 
 STATUS = {
     ErrorCode.NOT_FOUND: 404,
@@ -44,6 +47,8 @@ def error_response(status: int, type_: str, message: str, details: Any = None) -
 
 
 class ListBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     limit: Annotated[int, Field(ge=1, le=1000)] = 20
     offset: Annotated[int, Field(ge=0)] = 0
 
@@ -72,6 +77,11 @@ def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
         return error_response(504, "timeout", message, {"command_id": e.command_id})
 
     immutable = {name for names in c.IMMUTABLE_FIELDS.values() for name in names}
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", f"unexpected error: {e!r}")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:

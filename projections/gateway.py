@@ -2,7 +2,10 @@
 
 Success is observed in the read model: the command's receipt (always its last
 event) has been applied, so everything it did can be read ("read your
-writes"). Rejection is observed on the DLQ, matched by partition and offset.
+writes"). A receipt counts only if its digest is this command's: a command_id
+used before for something else (another body, another actor) is not this
+command's success, and its rejection arrives on the DLQ, matched by partition
+and offset.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from domain.commands import command_from_document
 from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
 
@@ -33,6 +37,7 @@ class CommandTimeout(Exception):
 @dataclass
 class Sent:
     command_id: str
+    digest: str
     partition: int
     offset: int
 
@@ -42,12 +47,12 @@ class CommandGateway:
         self,
         bootstrap_servers: str,
         topics: Topics,
-        applied_position: Callable[[str], int | None],
+        receipt: Callable[[str], tuple[int, str] | None],
         timeout: float = 30.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
-        self.applied_position = applied_position  # command_id -> receipt position, or None
+        self.receipt = receipt  # command_id -> (position, digest) of its receipt, or None
         self.timeout = timeout
         self._rejections: dict[tuple[int, int], dict[str, Any]] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -106,12 +111,13 @@ class CommandGateway:
         assert self._producer is not None
         command_id = command_id or str(uuid.uuid4())
         envelope = {"command_id": command_id, "type": type_, "body": body, "actor": actor}
+        digest = command_from_document(envelope).digest
         metadata = await self._producer.send_and_wait(
             self.topics.commands,
             json.dumps(envelope).encode(),
             key=key.encode() if key else None,
         )
-        sent = Sent(command_id, metadata.partition, metadata.offset)
+        sent = Sent(command_id, digest, metadata.partition, metadata.offset)
         await self.wait(sent)
         return sent
 
@@ -127,9 +133,9 @@ class CommandGateway:
                     field=rejection.get("field"),
                     **(rejection.get("details") or {}),
                 )
-            position = await asyncio.to_thread(self.applied_position, sent.command_id)
-            if position is not None:
-                return position
+            receipt = await asyncio.to_thread(self.receipt, sent.command_id)
+            if receipt is not None and receipt[1] == sent.digest:
+                return receipt[0]  # applied now, or before (a retry): either way, done
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
         raise CommandTimeout(sent.command_id)

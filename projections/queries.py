@@ -65,10 +65,10 @@ def task(db: Database, task_id: str) -> dict[str, Any] | None:
     return _one(db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]))
 
 
-def command_position(db: Database, command_id: str) -> int | None:
-    """The position of a command's receipt, once the read model applied it."""
-    rows = db.query("SELECT position FROM commands WHERE command_id = ?", [command_id])
-    return int(rows[0]["position"]) if rows else None
+def command_receipt(db: Database, command_id: str) -> tuple[int, str] | None:
+    """(position, digest) of a command's receipt, once the read model applied it."""
+    rows = db.query("SELECT position, body_digest FROM commands WHERE command_id = ?", [command_id])
+    return (int(rows[0]["position"]), str(rows[0]["body_digest"])) if rows else None
 
 
 def lineage(db: Database, resource_id: str) -> tuple[list[dict], list[dict]]:

@@ -67,7 +67,7 @@ SCHEMA = [
         type TEXT, aggregate_id TEXT, namespace_id TEXT, command_id TEXT, actor TEXT,
         occurred_at TEXT, data TEXT)""",
     """CREATE TABLE IF NOT EXISTS commands (command_id TEXT PRIMARY KEY, position INTEGER,
-        command_type TEXT, actor TEXT, namespace_id TEXT)""",
+        command_type TEXT, actor TEXT, namespace_id TEXT, body_digest TEXT)""",
     "CREATE INDEX IF NOT EXISTS lineage_source ON lineage (source_id)",
     "CREATE INDEX IF NOT EXISTS audit_aggregate ON audit (aggregate_id)",
     "CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace_id)",
@@ -200,8 +200,15 @@ def project(cur: Cursor, e: EventEnvelope) -> None:
         _project_task(cur, e, what)
     elif aggregate == "CommandReceipt":
         cur.execute(
-            "INSERT INTO commands VALUES (?, ?, ?, ?, ?)",
-            [e.command_id, e.position, e.data.get("command_type"), e.actor, e.namespace_id],
+            "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                e.command_id,
+                e.position,
+                e.data.get("command_type"),
+                e.actor,
+                e.namespace_id,
+                e.data.get("body_digest"),
+            ],
         )
 
 

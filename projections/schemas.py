@@ -106,13 +106,6 @@ class Page(Model, Generic[T]):
     pagination: Pagination
 
 
-class ListRequest(Model):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int = 20
-    offset: int = 0
-
-
 class NamespaceCloneResponse(Model):
     namespace: Namespace
     source_namespace_id: str
