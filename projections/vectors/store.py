@@ -5,9 +5,10 @@ Qdrant Edge in-process (the embedded default) and a Qdrant server through qdrant
 (its local mode stands in for the server in tests).
 
 A *store* is one physical collection for one vector space (size, distance). Point IDs
-are UUID strings. Filters are this module's small model, translated by each adapter;
-a field used in a filter must have been indexed with ``create_index`` first (Qdrant
-Edge filters only on indexed fields).
+are UUID strings. Filters are this module's small model, translated by each adapter.
+Index every field you filter on with ``create_index`` first: a Qdrant server and Qdrant
+Edge use the index to filter fast (qdrant-edge 0.9 also filters unindexed fields, by
+scanning); qdrant-client's local mode ignores indexes and always scans.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ class VectorStore(ABC):
     @abstractmethod
     def count(self, name: str, filter: Filter | None = None) -> int:
         """Exact number of points matching the filter."""
+
+    def optimize(self, name: str) -> None:  # noqa: B027 - a server optimizes by itself
+        """Build the store's indexes now; Qdrant Edge never does it on its own."""
 
     def close(self) -> None:  # noqa: B027 - most adapters have something to release
         """Release files and connections."""

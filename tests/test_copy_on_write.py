@@ -1,0 +1,167 @@
+"""Copy-on-write collections equal a plain in-memory model under any interleaving.
+
+Hypothesis drives random sequences of document writes and deletes, reuse clones,
+deep clones advanced batch by batch, compaction and garbage collection; after
+every step each collection's visible documents (by scroll, count and search)
+equal the model's, on both vector store adapters.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from projections.sql import Database
+from projections.vectors.store import Space, VectorPoint, VectorStore
+from projections.vectors.views import CopyOnWrite
+
+DIM = 4
+SPACE = Space(DIM, "dot")  # dot: stored vectors are not normalised, so they compare exactly
+
+
+def vector(value: int, doc: int) -> list[float]:
+    return [float(value), float(doc), float(value * doc % 7), 1.0]
+
+
+def open_store(kind: str, root: Path) -> VectorStore:
+    if kind == "edge":
+        from projections.vectors.edge import EdgeStore
+
+        return EdgeStore(root / "edge")
+    from projections.vectors.qdrant import QdrantStore
+
+    return QdrantStore.local(root / "qdrant")
+
+
+def machine_for(kind: str) -> type[RuleBasedStateMachine]:
+    class CopyOnWriteMachine(RuleBasedStateMachine):
+        ready = Bundle("ready")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.root = Path(tempfile.mkdtemp(prefix="cow-"))
+            self.vectors = open_store(kind, self.root)
+            self.cow = CopyOnWrite(self.vectors, Database(sqlite_path=self.root / "views.db"))
+            self.cow.create_schema()
+            self.model: dict[str, dict[int, int]] = {}
+            self.pending: dict[str, tuple[str, dict[int, int]]] = {}  # copy -> (clone, model)
+            self.counter = 0
+
+        def teardown(self) -> None:
+            self.vectors.close()
+            self.cow.db.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+        def new_id(self) -> str:
+            self.counter += 1
+            return f"col_{self.counter}"
+
+        @initialize(target=ready)
+        def a_collection(self) -> str:
+            collection = self.new_id()
+            self.cow.create(collection, "store_a", SPACE)
+            self.model[collection] = {}
+            return collection
+
+        @rule(collection=ready, doc=st.integers(0, 11), value=st.integers(1, 50))
+        def write(self, collection: str, doc: int, value: int) -> None:
+            point = VectorPoint(str(doc), vector(value, doc), {"value": value})
+            self.cow.write(collection, [point])
+            self.model[collection][doc] = value
+
+        @rule(collection=ready, docs=st.lists(st.integers(0, 11), min_size=1, max_size=4))
+        def write_many(self, collection: str, docs: list[int]) -> None:
+            unique = sorted(set(docs))
+            points = [VectorPoint(str(d), vector(d + 1, d), {"value": d + 1}) for d in unique]
+            self.cow.write(collection, points)
+            for d in unique:
+                self.model[collection][d] = d + 1
+
+        @rule(collection=ready, doc=st.integers(0, 11))
+        def delete(self, collection: str, doc: int) -> None:
+            self.cow.delete(collection, [str(doc)])
+            self.model[collection].pop(doc, None)
+
+        @rule(target=ready, source=ready)
+        def reuse_clone(self, source: str) -> str:
+            clone = self.new_id()
+            self.cow.reuse_clone(source, clone)
+            self.model[clone] = dict(self.model[source])
+            return clone
+
+        @rule(source=ready)
+        def deep_clone(self, source: str) -> None:
+            clone = self.new_id()
+            copy_id = f"copy_{clone}"
+            self.cow.start_deep_copy(copy_id, source, clone, f"store_{clone}")
+            self.pending[copy_id] = (clone, dict(self.model[source]))
+
+        @precondition(lambda self: bool(self.pending))
+        @rule(target=ready, data=st.data())
+        def advance_copy(self, data: st.DataObject) -> Any:
+            copy_id = data.draw(st.sampled_from(sorted(self.pending)))
+            progress = self.cow.copy_batch(copy_id, batch=3)
+            clone, expected = self.pending[copy_id]
+            assert progress.copied <= progress.total == len(expected)
+            if not progress.done:
+                return consumes_nothing()
+            del self.pending[copy_id]
+            self.model[clone] = expected
+            return clone
+
+        @rule(collection=ready)
+        def compact(self, collection: str) -> None:
+            self.cow.compact(collection, max_depth=2)
+
+        @rule()
+        def collect_garbage(self) -> None:
+            self.cow.collect_garbage()
+
+        @invariant()
+        def every_collection_shows_exactly_its_model(self) -> None:
+            for collection, docs in self.model.items():
+                seen = {int(d.id): d for d in self.cow.documents(collection)}
+                assert {doc: p.payload["value"] for doc, p in seen.items()} == docs, collection
+                for doc, point in seen.items():
+                    assert point.vector == pytest.approx(vector(docs[doc], doc)), collection
+                assert self.cow.count(collection) == len(docs)
+                hits = self.cow.search(collection, [1.0, 1.0, 1.0, 1.0], limit=100)
+                assert sorted(int(h.id) for h in hits) == sorted(docs), collection
+
+    return CopyOnWriteMachine
+
+
+def consumes_nothing() -> Any:
+    from hypothesis.stateful import multiple
+
+    return multiple()
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_copy_on_write_collections_always_equal_an_in_memory_model(kind: str) -> None:
+    machine = machine_for(kind)
+    machine.TestCase.settings = settings(
+        max_examples=25,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    machine.TestCase().runTest()
+
+
+del consumes
