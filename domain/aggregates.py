@@ -244,6 +244,24 @@ class Bucket(Resource, created_event_name="Created"):
         self.description = description
         self.bucket_schema = bucket_schema
         self.source_bucket_id: str | None = None
+        self.object_keys: dict[str, str] = {}
+
+    def add_objects(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Add raw objects; an object whose key the bucket holds replaces that object.
+        Returns their object IDs."""
+        added = []
+        for obj in objects:
+            key = obj.get("key")
+            known = self.object_keys.get(key) if key is not None else None
+            added.append({**obj, "object_id": known or new_id(Kind.OBJECT)})
+        self._objects_added(objects=added)
+        return [obj["object_id"] for obj in added]
+
+    @event("ObjectsAdded")
+    def _objects_added(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            if obj.get("key") is not None:
+                self.object_keys[obj["key"]] = obj["object_id"]
 
     def clone(self, *, id: str, namespace_id: str) -> Bucket:  # noqa: A002
         return Bucket._create(
@@ -355,6 +373,34 @@ class Collection(Resource, created_event_name="Created"):
     @event("Renamed")
     def rename(self, collection_name: str) -> None:
         self.collection_name = collection_name
+
+    def write_documents(self, documents: list[dict[str, Any]]) -> None:
+        self._refuse_unless_ready()
+        with_ids = [
+            {**d, "document_id": d.get("document_id") or new_id(Kind.OBJECT)} for d in documents
+        ]
+        self._documents_written(documents=with_ids)
+
+    def delete_documents(self, document_ids: list[str]) -> None:
+        self._refuse_unless_ready()
+        self._documents_deleted(document_ids=document_ids)
+
+    def _refuse_unless_ready(self) -> None:
+        if self.status != CollectionStatus.READY:
+            raise CommandRejected(
+                ErrorCode.NOT_READY,
+                f"collection {self.collection_name!r} is {self.status}: its vectors come from a "
+                "new feature extractor and must be reprocessed before documents are written",
+                field="body.collection_identifier",
+            )
+
+    @event("DocumentsWritten")
+    def _documents_written(self, documents: list[dict[str, Any]]) -> None:
+        pass  # the documents live in the vector store; the event is their record
+
+    @event("DocumentsDeleted")
+    def _documents_deleted(self, document_ids: list[str]) -> None:
+        pass
 
     @event("DescriptionChanged")
     def _description_changed(self, description: str) -> None:

@@ -13,13 +13,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from domain.errors import CommandRejected, ErrorCode
 from domain.values import (
+    BucketObject,
     BucketSchema,
     CollectionSource,
     Description,
+    Document,
     FeatureExtractor,
     Identifier,
     IncludeResources,
@@ -103,6 +105,14 @@ class UpdateBucket(InNamespace, BucketUpdateRequest):
     bucket_identifier: Identifier
 
 
+class BucketObjectsAddRequest(Body):
+    objects: Annotated[list[BucketObject], Field(min_length=1, max_length=1000)]
+
+
+class AddObjects(InNamespace, BucketObjectsAddRequest):
+    bucket_identifier: Identifier
+
+
 # --- collections ----------------------------------------------------------
 
 
@@ -127,6 +137,29 @@ class CollectionCloneRequest(Body):
 
 class CreateCollection(InNamespace, CollectionCreateRequest):
     pass
+
+
+class DocumentsWriteRequest(Body):
+    documents: Annotated[list[Document], Field(min_length=1, max_length=1000)]
+
+    @model_validator(mode="after")
+    def _one_vector_size(self) -> DocumentsWriteRequest:
+        sizes = {len(d.vector) for d in self.documents if d.vector is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"documents' vectors differ in size: {sorted(sizes)}")
+        return self
+
+
+class DocumentsDeleteRequest(Body):
+    document_ids: Annotated[list[Identifier], Field(min_length=1, max_length=1000)]
+
+
+class WriteDocuments(InNamespace, DocumentsWriteRequest):
+    collection_identifier: Identifier
+
+
+class DeleteDocuments(InNamespace, DocumentsDeleteRequest):
+    collection_identifier: Identifier
 
 
 class UpdateCollection(InNamespace, CollectionUpdateRequest):
@@ -213,9 +246,12 @@ BODIES: dict[str, type[Body]] = {
     "namespaces.clone": CloneNamespace,
     "buckets.create": CreateBucket,
     "buckets.update": UpdateBucket,
+    "buckets.objects.add": AddObjects,
     "collections.create": CreateCollection,
     "collections.update": UpdateCollection,
     "collections.clone": CloneCollection,
+    "collections.documents.write": WriteDocuments,
+    "collections.documents.delete": DeleteDocuments,
     "retrievers.create": CreateRetriever,
     "retrievers.update": UpdateRetriever,
     "retrievers.clone": CloneRetriever,

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     IMMUTABLE_FIELD = "immutable_field"
     INVALID_REFERENCE = "invalid_reference"
     INVALID_INCLUDE_RESOURCES = "invalid_include_resources"
+    NOT_READY = "not_ready"
     # Applying it failed in a way no retry fixes.
     INTERNAL_ERROR = "internal_error"
 

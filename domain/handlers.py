@@ -43,6 +43,27 @@ def create_bucket(unit: Unit, body: c.CreateBucket) -> None:
     _add(unit, namespace, bucket)
 
 
+def add_objects(unit: Unit, body: c.AddObjects) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    bucket = unit.resource(namespace, Kind.BUCKET, body.bucket_identifier, "body.bucket_identifier")
+    assert isinstance(bucket, Bucket)
+    bucket.add_objects(json_of(body.objects))
+
+
+def write_documents(unit: Unit, body: c.WriteDocuments) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    collection = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    assert isinstance(collection, Collection)
+    collection.write_documents(json_of(body.documents))
+
+
+def delete_documents(unit: Unit, body: c.DeleteDocuments) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    collection = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    assert isinstance(collection, Collection)
+    collection.delete_documents(list(body.document_ids))
+
+
 def create_collection(unit: Unit, body: c.CreateCollection) -> None:
     namespace = unit.namespace(body.namespace_identifier)
     collection = Collection(
@@ -185,9 +206,12 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "namespaces.clone": clone_namespace,
     "buckets.create": create_bucket,
     "buckets.update": update_resource(Kind.BUCKET),
+    "buckets.objects.add": add_objects,
     "collections.create": create_collection,
     "collections.update": update_resource(Kind.COLLECTION),
     "collections.clone": clone_collection,
+    "collections.documents.write": write_documents,
+    "collections.documents.delete": delete_documents,
     "retrievers.create": create_retriever,
     "retrievers.update": update_resource(Kind.RETRIEVER),
     "retrievers.clone": clone_retriever,

@@ -14,6 +14,7 @@ class Kind(StrEnum):
     RETRIEVER = "retriever"
     TAXONOMY = "taxonomy"
     TASK = "task"
+    OBJECT = "object"
 
     @property
     def prefix(self) -> str:
@@ -31,9 +32,10 @@ PREFIXES: dict[Kind, str] = {
     Kind.RETRIEVER: "ret",
     Kind.TAXONOMY: "tax",
     Kind.TASK: "task",
+    Kind.OBJECT: "obj",
 }
 _KIND_BY_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
-ID_PATTERN = re.compile(r"^(ns|bkt|col|ret|tax|task)_[0-9a-f]{32}$")
+ID_PATTERN = re.compile(r"^(ns|bkt|col|ret|tax|task|obj)_[0-9a-f]{32}$")
 
 
 def new_id(kind: Kind) -> str:

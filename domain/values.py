@@ -198,6 +198,35 @@ TaxonomyConfig = Annotated[
 ]
 
 
+class BucketObject(Value):
+    """A raw object: its text and metadata; a key makes adding it again replace it."""
+
+    key: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    text: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_content(self) -> BucketObject:
+        if self.text is None and not self.metadata:
+            raise ValueError("an object needs text or metadata")
+        return self
+
+
+class Document(Value):
+    """A document written straight into a collection, with its own vector or text to embed."""
+
+    document_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    text: str | None = None
+    vector: Annotated[list[float], Field(min_length=1, max_length=8192)] | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_text_or_vector(self) -> Document:
+        if self.text is None and self.vector is None:
+            raise ValueError("a document needs a vector or text to embed")
+        return self
+
+
 class IncludeResources(Value):
     """What a namespace clone takes along. Bucket metadata always comes along."""
 

@@ -316,7 +316,7 @@ def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
     @app.get("/v1/lineage/{identifier}", response_model=s.Lineage)
     async def get_lineage(identifier: str, who: Who) -> Any:
         kind = kind_of(identifier)
-        if kind is None or kind is Kind.TASK:
+        if kind is None or kind not in queries.TABLE:
             raise ApiError(
                 422, "validation_error", "lineage takes a resource ID (ns_, bkt_, col_, ret_, tax_)"
             )

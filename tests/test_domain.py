@@ -1027,3 +1027,67 @@ def test_an_event_is_named_after_the_kind_it_belongs_to(app, kind):
     types = [e.type for e in envelopes(app)[-3:]]
     title = kind.title()
     assert types == [f"{title}.Renamed", f"{title}.DescriptionChanged", "CommandReceipt.Accepted"]
+
+
+def test_objects_added_to_a_bucket_get_ids_and_a_known_key_keeps_its_object(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "bucket_identifier": "raw"}
+    run(
+        app,
+        "buckets.objects.add",
+        {**body, "objects": [{"key": "a", "text": "one"}, {"text": "x"}]},
+    )
+    run(app, "buckets.objects.add", {**body, "objects": [{"key": "a", "text": "one, again"}]})
+    first, second = [e for e in envelopes(app) if e.type == "Bucket.ObjectsAdded"]
+    a, unkeyed = first.data["objects"]
+    assert a["object_id"].startswith("obj_") and unkeyed["object_id"].startswith("obj_")
+    assert a["object_id"] != unkeyed["object_id"]
+    assert second.data["objects"][0]["object_id"] == a["object_id"]
+    assert second.data["objects"][0]["text"] == "one, again"
+
+
+def test_an_object_needs_text_or_metadata(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "bucket_identifier": "raw", "objects": [{"key": "k"}]}
+    error = rejected(app, "buckets.objects.add", body)
+    assert error.code == ErrorCode.VALIDATION_ERROR and error.field == "body.objects[0]"
+
+
+def test_documents_are_written_and_deleted_as_events_with_ids(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs"}
+    documents = [
+        {"document_id": "d1", "vector": [0.1, 0.2], "payload": {"k": 1}},
+        {"text": "embed me"},
+    ]
+    run(app, "collections.documents.write", {**body, "documents": documents})
+    run(app, "collections.documents.delete", {**body, "document_ids": ["d1"]})
+    written, deleted = envelopes(app)[-4], envelopes(app)[-2]
+    assert written.type == "Collection.DocumentsWritten"
+    ids = [d["document_id"] for d in written.data["documents"]]
+    assert ids[0] == "d1" and ids[1].startswith("obj_")
+    assert written.data["documents"][0]["vector"] == [0.1, 0.2]
+    assert deleted.type == "Collection.DocumentsDeleted"
+    assert deleted.data["document_ids"] == ["d1"]
+
+
+def test_documents_in_one_command_must_share_a_vector_size(app):
+    populated(app)
+    documents = [{"vector": [1.0, 2.0]}, {"vector": [1.0]}]
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs", "documents": documents}
+    error = rejected(app, "collections.documents.write", body)
+    assert error.code == ErrorCode.VALIDATION_ERROR and "differ in size" in error.message
+
+
+def test_a_collection_awaiting_reprocessing_refuses_documents(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs"}
+    run(
+        app,
+        "collections.clone",
+        {**body, "collection_name": "docs-v2", "feature_extractor": {**CLIP, "version": "v2"}},
+    )
+    target = {"namespace_identifier": "prod", "collection_identifier": "docs-v2"}
+    error = rejected(app, "collections.documents.write", {**target, "documents": [{"text": "x"}]})
+    assert error.code == ErrorCode.NOT_READY
+    assert "must be reprocessed" in error.message
