@@ -1,0 +1,244 @@
+"""The vector materializer: envbranch.events in, copy-on-write collections out.
+
+It turns each event into vector work: a created collection gets a view in the
+store of its extractor's vector space, filled from its buckets' objects; a
+reuse clone shares its source's points; a copy clone copies them in resumable
+batches; a clone with a new extractor gets an empty space that waits for
+reprocessing; written documents are embedded (unless they bring a vector) and
+deleted ones hidden. Its position is stored with its state, so a redelivered
+event is skipped and a crash resumes the event it was in (every step of which
+is idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from domain.envelopes import EventEnvelope
+from projections.sql import Database
+from projections.vectors.extractors import get_extractor
+from projections.vectors.store import VectorPoint, VectorStore
+from projections.vectors.views import CopyOnWrite, CopyProgress
+
+log = logging.getLogger(__name__)
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS vector_state (name TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE IF NOT EXISTS vector_objects (bucket_id TEXT, object_id TEXT, key TEXT,
+        text TEXT, metadata TEXT, PRIMARY KEY (bucket_id, object_id))""",
+    """CREATE TABLE IF NOT EXISTS vector_collections (collection_id TEXT PRIMARY KEY,
+        source TEXT, feature_extractor TEXT, status TEXT)""",
+]
+COPY_BATCH = 1024
+
+Progress = Callable[[str, CopyProgress], None]  # (collection_id, progress)
+
+
+def store_name(feature_extractor: dict[str, Any]) -> str:
+    return f"vs-{get_extractor(feature_extractor).signature}"
+
+
+class VectorMaterializer:
+    def __init__(
+        self, vectors: VectorStore, db: Database, on_copy_progress: Progress | None = None
+    ) -> None:
+        self.vectors = vectors
+        self.db = db
+        self.cow = CopyOnWrite(vectors, db)
+        self.on_copy_progress = on_copy_progress
+
+    def create_schema(self) -> None:
+        self.cow.create_schema()
+        with self.db.transaction() as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+            if not cur.query("SELECT value FROM vector_state WHERE name = 'position'"):
+                cur.execute("INSERT INTO vector_state VALUES ('position', '0')")
+
+    def position(self) -> int:
+        rows = self.db.query("SELECT value FROM vector_state WHERE name = 'position'")
+        return int(rows[0]["value"]) if rows else 0
+
+    def apply(self, envelopes: Iterable[EventEnvelope]) -> int:
+        applied = 0
+        for envelope in envelopes:
+            if envelope.position <= self.position():
+                continue  # redelivered: done already
+            self._apply(envelope)
+            with self.db.transaction() as cur:
+                cur.execute(
+                    "UPDATE vector_state SET value = ? WHERE name = 'position'",
+                    [str(envelope.position)],
+                )
+            applied += 1
+        return applied
+
+    def _apply(self, e: EventEnvelope) -> None:
+        handler = getattr(self, "_on_" + e.type.replace(".", "_"), None)
+        if handler is not None:
+            handler(e)
+
+    # --- buckets -------------------------------------------------------------
+
+    def _on_Bucket_ObjectsAdded(self, e: EventEnvelope) -> None:  # noqa: N802
+        objects = e.data["objects"]
+        with self.db.transaction() as cur:
+            for obj in objects:
+                cur.execute(
+                    "DELETE FROM vector_objects WHERE bucket_id = ? AND object_id = ?",
+                    [e.aggregate_id, obj["object_id"]],
+                )
+                cur.execute(
+                    "INSERT INTO vector_objects VALUES (?, ?, ?, ?, ?)",
+                    [
+                        e.aggregate_id,
+                        obj["object_id"],
+                        obj.get("key"),
+                        obj.get("text"),
+                        json.dumps(obj.get("metadata") or {}),
+                    ],
+                )
+        for collection in self._collections_of_bucket(e.aggregate_id):
+            self._write_objects(collection, e.aggregate_id, objects)
+
+    def _on_Bucket_Cloned(self, e: EventEnvelope) -> None:  # noqa: N802
+        # A bucket clone holds what its source held (metadata of the objects, not vectors).
+        source = e.data["source_bucket_id"]
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM vector_objects WHERE bucket_id = ?", [e.aggregate_id])
+            cur.execute(
+                "INSERT INTO vector_objects SELECT CAST(? AS TEXT), object_id, key, text, "
+                "metadata FROM vector_objects WHERE bucket_id = ?",
+                [e.aggregate_id, source],
+            )
+
+    def _collections_of_bucket(self, bucket_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM vector_collections WHERE status = 'ready'")
+        found = []
+        for row in rows:
+            source = json.loads(row["source"])
+            if bucket_id in source.get("bucket_ids", []):
+                found.append({**row, "source": source})
+        return found
+
+    # --- collections -----------------------------------------------------------
+
+    def _remember(self, e: EventEnvelope, status: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM vector_collections WHERE collection_id = ?", [e.aggregate_id])
+            cur.execute(
+                "INSERT INTO vector_collections VALUES (?, ?, ?, ?)",
+                [
+                    e.aggregate_id,
+                    json.dumps(e.data["source"]),
+                    json.dumps(e.data["feature_extractor"]),
+                    status,
+                ],
+            )
+
+    def _on_Collection_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+        extractor = get_extractor(e.data["feature_extractor"])
+        self.cow.create(e.aggregate_id, store_name(e.data["feature_extractor"]), extractor.space)
+        self._remember(e, "ready")
+        self._fill_from_source(e.aggregate_id, e.data["source"])
+
+    def _on_Collection_Cloned(self, e: EventEnvelope) -> None:  # noqa: N802
+        mode = e.data["vector_mode"]
+        source_id = e.data["source_collection_id"]
+        if mode == "reuse":
+            self.cow.reuse_clone(source_id, e.aggregate_id)
+            self._remember(e, "ready")
+        elif mode == "copy":
+            self._remember(e, "ready")
+            copy_id = f"copy-{e.aggregate_id}"
+            store = self.cow.view(source_id).store
+            self.cow.start_deep_copy(copy_id, source_id, e.aggregate_id, store)
+            while True:
+                progress = self.cow.copy_batch(copy_id, COPY_BATCH)
+                if self.on_copy_progress is not None:
+                    self.on_copy_progress(e.aggregate_id, progress)
+                if progress.done:
+                    break
+        else:  # a new extractor: its own space, empty until reprocessed
+            extractor = get_extractor(e.data["feature_extractor"])
+            self.cow.create(
+                e.aggregate_id, store_name(e.data["feature_extractor"]), extractor.space
+            )
+            self._remember(e, "awaiting_reprocess")
+
+    def _fill_from_source(self, collection_id: str, source: dict[str, Any]) -> None:
+        row = self._collection(collection_id)
+        for bucket_id in source.get("bucket_ids", []):
+            objects = self.db.query(
+                "SELECT * FROM vector_objects WHERE bucket_id = ? ORDER BY object_id", [bucket_id]
+            )
+            for start in range(0, len(objects), 256):
+                batch = [
+                    {**o, "metadata": json.loads(o["metadata"])}
+                    for o in objects[start : start + 256]
+                ]
+                self._write_objects(row, bucket_id, batch)
+        if source.get("collection_id"):
+            parent = source["collection_id"]
+            docs = [
+                {"document_id": d.id, "text": d.payload.get("text"), "payload": d.payload}
+                for d in self.cow.documents(parent, with_vectors=False)
+                if d.payload.get("text")
+            ]
+            for start in range(0, len(docs), 256):
+                self._write_documents(collection_id, docs[start : start + 256])
+
+    def _collection(self, collection_id: str) -> dict[str, Any]:
+        rows = self.db.query(
+            "SELECT * FROM vector_collections WHERE collection_id = ?", [collection_id]
+        )
+        row = rows[0]
+        return {**row, "source": json.loads(row["source"])}
+
+    def _write_objects(
+        self, collection: dict[str, Any], bucket_id: str, objects: list[dict[str, Any]]
+    ) -> None:
+        documents = []
+        for obj in objects:
+            text = obj.get("text") or json.dumps(obj.get("metadata") or {}, sort_keys=True)
+            payload = {**(obj.get("metadata") or {}), "text": text, "bucket_id": bucket_id}
+            payload["object_id"] = obj["object_id"]
+            documents.append({"document_id": obj["object_id"], "text": text, "payload": payload})
+        self._write_documents(collection["collection_id"], documents)
+
+    def _write_documents(self, collection_id: str, documents: list[dict[str, Any]]) -> None:
+        row = self.db.query(
+            "SELECT feature_extractor FROM vector_collections WHERE collection_id = ?",
+            [collection_id],
+        )
+        extractor = get_extractor(json.loads(row[0]["feature_extractor"]))
+        to_embed = [d for d in documents if d.get("vector") is None]
+        vectors = extractor.embed([d.get("text") or "" for d in to_embed]) if to_embed else []
+        embedded = dict(zip([id(d) for d in to_embed], vectors, strict=True))
+        points = []
+        for d in documents:
+            vector = d.get("vector") or embedded[id(d)]
+            if len(vector) != extractor.space.size:
+                log.warning(
+                    "document %s of %s has a %s-d vector; the collection's space is %s-d: skipped",
+                    d["document_id"],
+                    collection_id,
+                    len(vector),
+                    extractor.space.size,
+                )
+                continue
+            payload = {**(d.get("payload") or {})}
+            if d.get("text") is not None:
+                payload.setdefault("text", d["text"])
+            points.append(VectorPoint(d["document_id"], vector, payload))
+        if points:
+            self.cow.write(collection_id, points)
+
+    def _on_Collection_DocumentsWritten(self, e: EventEnvelope) -> None:  # noqa: N802
+        self._write_documents(e.aggregate_id, e.data["documents"])
+
+    def _on_Collection_DocumentsDeleted(self, e: EventEnvelope) -> None:  # noqa: N802
+        self.cow.delete(e.aggregate_id, e.data["document_ids"])
