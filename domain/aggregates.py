@@ -566,9 +566,48 @@ class CloneTask(Entity):
         self.include_resources = include_resources
         self.status = TaskStatus.PENDING
         self.result: dict[str, Any] | None = None
+        # clone collection ID -> {"source": id, "copied": n, "total": n, "done": bool}
+        self.copies: dict[str, dict[str, Any]] = {}
+
+    def finish_cloning(self, result: dict[str, Any], copies: dict[str, str]) -> None:
+        """The resources are cloned; the vectors of ``copies`` (clone -> source) follow."""
+        if copies:
+            self._copying(result=result, copies=copies)
+        else:
+            self._completed(result=result)
+
+    @event("Copying")
+    def _copying(self, result: dict[str, Any], copies: dict[str, str]) -> None:
+        self.status = TaskStatus.IN_PROGRESS
+        self.result = result
+        self.copies = {
+            clone: {"source": source, "copied": 0, "total": 0, "done": False}
+            for clone, source in copies.items()
+        }
+
+    def record_copy(self, collection_id: str, copied: int, total: int, done: bool) -> None:
+        """Progress of one collection's copy; the task completes with the last one."""
+        if self.status != TaskStatus.IN_PROGRESS or collection_id not in self.copies:
+            raise CommandRejected(
+                ErrorCode.INVALID_REFERENCE,
+                f"task {self.id} is not copying collection {collection_id}",
+                field="body.collection_id",
+            )
+        known = self.copies[collection_id]
+        if known["done"] or copied < known["copied"]:
+            return  # a late or repeated report: nothing new
+        self._copy_progressed(collection_id=collection_id, copied=copied, total=total, done=done)
+        if all(c["done"] for c in self.copies.values()):
+            points = {clone: c["copied"] for clone, c in self.copies.items()}
+            assert self.result is not None
+            self._completed(result={**self.result, "points": points})
+
+    @event("CopyProgressed")
+    def _copy_progressed(self, collection_id: str, copied: int, total: int, done: bool) -> None:
+        self.copies[collection_id].update(copied=copied, total=total, done=done)
 
     @event("Completed")
-    def complete(self, result: dict[str, Any]) -> None:
+    def _completed(self, result: dict[str, Any]) -> None:
         self.status = TaskStatus.COMPLETED
         self.result = result
 

@@ -15,6 +15,7 @@ from domain.aggregates import (
     Resource,
     Retriever,
     Taxonomy,
+    VectorMode,
 )
 from domain.commands import CloneNamespace
 from domain.errors import CommandRejected, ErrorCode
@@ -97,14 +98,19 @@ def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
     unit.claim_namespace_name(body.namespace_name, target.id)
     unit.add(task, target)
 
+    copies: dict[str, str] = {}
     for kind in kinds:
         for old, new in ids[kind].items():
             original = unit.get(old, Resource)
             if original is None:  # the catalog and the store disagree: never written
                 raise RuntimeError(f"namespace {source.id} lists {old}, which does not exist")
-            clone = _clone_resource(original, new, target.id, remapped)
+            clone = _clone_resource(
+                original, new, target.id, remapped, deep_copy=body.vectors == "copy"
+            )
             target.add_resource(kind, clone.id, clone.name)
             unit.add(clone)
+            if isinstance(clone, Collection) and clone.vector_mode == VectorMode.COPY:
+                copies[clone.id] = old  # its vectors follow, copied by the vector processor
 
     plural = {kind: kind.plural for kind in RESOURCE_KINDS}
     result = DeepCloneResult(
@@ -117,10 +123,12 @@ def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
         },
         counts={plural[kind]: len(ids.get(kind, {})) for kind in RESOURCE_KINDS},
     )
-    task.complete(result=result.model_dump())
+    task.finish_cloning(result.model_dump(), copies)
 
 
-def _clone_resource(original: Resource, new: str, namespace_id: str, ref: Any) -> Resource:
+def _clone_resource(
+    original: Resource, new: str, namespace_id: str, ref: Any, deep_copy: bool
+) -> Resource:
     if isinstance(original, Bucket):
         return original.clone(id=new, namespace_id=namespace_id)
     if isinstance(original, Collection):
@@ -131,7 +139,7 @@ def _clone_resource(original: Resource, new: str, namespace_id: str, ref: Any) -
             description=original.description,
             source=map_source(original.source, ref, "source"),
             feature_extractor=original.feature_extractor,
-            deep_copy=True,
+            deep_copy=deep_copy,
         )
     if isinstance(original, Retriever):
         return original.clone(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -69,6 +69,9 @@ class NamespaceCloneRequest(Body):
     namespace_name: ResourceName
     description: Description | None = None
     include_resources: IncludeResources = IncludeResources()
+    # copy: the clone's collections get vectors of their own (the task waits for the copy);
+    # reuse: they share the source's points, copy-on-write, and the task completes at once.
+    vectors: Literal["copy", "reuse"] = "copy"
 
 
 class CreateNamespace(NamespaceCreateRequest):
@@ -240,6 +243,17 @@ class CloneTaxonomy(InNamespace, TaxonomyCloneRequest):
     taxonomy_identifier: Identifier
 
 
+# --- tasks (reported by the vector processor) --------------------------------
+
+
+class ReportCopyProgress(Body):
+    task_id: Identifier
+    collection_id: Identifier
+    copied: Annotated[int, Field(ge=0)]
+    total: Annotated[int, Field(ge=0)]
+    done: bool
+
+
 BODIES: dict[str, type[Body]] = {
     "namespaces.create": CreateNamespace,
     "namespaces.update": UpdateNamespace,
@@ -258,7 +272,11 @@ BODIES: dict[str, type[Body]] = {
     "taxonomies.create": CreateTaxonomy,
     "taxonomies.update": UpdateTaxonomy,
     "taxonomies.clone": CloneTaxonomy,
+    "tasks.copy_progress": ReportCopyProgress,
 }
+
+# Sent by envbranch's own processors (the vector processor reports copy progress).
+INTERNAL_COMMANDS = frozenset({"tasks.copy_progress"})
 
 # What a resource computes never changes; an update that tries gets a pointer to clone.
 IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {

@@ -6,7 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from domain import commands as c
-from domain.aggregates import Bucket, Collection, Namespace, Resource, Retriever, Taxonomy
+from domain.aggregates import (
+    Bucket,
+    CloneTask,
+    Collection,
+    Namespace,
+    Resource,
+    Retriever,
+    Taxonomy,
+)
 from domain.cloning import clone_namespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
@@ -158,6 +166,16 @@ def clone_taxonomy(unit: Unit, body: c.CloneTaxonomy) -> None:
     _add(unit, namespace, clone)
 
 
+def report_copy_progress(unit: Unit, body: c.ReportCopyProgress) -> None:
+    task = unit.get(body.task_id, CloneTask)
+    if task is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND, f"task {body.task_id!r} not found", field="body.task_id"
+        )
+    unit.namespace_id = task.namespace_id
+    task.record_copy(body.collection_id, body.copied, body.total, body.done)
+
+
 def update_resource(kind: Kind) -> Callable[[Unit, Any], None]:
     """Renames and re-describes a resource: the only changes a resource allows."""
     identifier_field = f"{kind.value}_identifier"
@@ -218,4 +236,5 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "taxonomies.create": create_taxonomy,
     "taxonomies.update": update_resource(Kind.TAXONOMY),
     "taxonomies.clone": clone_taxonomy,
+    "tasks.copy_progress": report_copy_progress,
 }

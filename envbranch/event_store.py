@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
+
 from domain.application import Environments
 from envbranch.settings import Settings
 
@@ -31,4 +35,16 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 
 
 def open_event_store(settings: Settings) -> Environments:
-    return Environments(env=event_store_env(settings))
+    """Open (and create, the first time) the event store.
+
+    Processes that start together all create the tables; PostgreSQL can refuse one of
+    two concurrent CREATE TABLE IF NOT EXISTS ("tuple concurrently updated", or a
+    duplicate pg_type row), which goes away when tried again."""
+    for attempt in range(10):
+        try:
+            return Environments(env=event_store_env(settings))
+        except (InternalError, IntegrityError, ProgrammingError):
+            if settings.event_store != "postgres" or attempt == 9:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")

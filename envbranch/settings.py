@@ -28,6 +28,8 @@ class Settings:
     # How long a write through the API waits for the read model before answering 504.
     command_timeout: float = 30.0
     read_model_schema: str = "envbranch_read"
+    # A Qdrant server; unset: Qdrant Edge in-process under data_dir (one process only).
+    qdrant_url: str | None = None
 
     @property
     def topics(self) -> Topics:
@@ -55,6 +57,7 @@ class Settings:
             api_port=_positive_int(env, "ENVBRANCH_API_PORT", 8420),
             command_timeout=float(_positive_int(env, "ENVBRANCH_COMMAND_TIMEOUT", 30)),
             read_model_schema=env.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read",
+            qdrant_url=env.get("QDRANT_URL") or None,
         )
 
     @property

@@ -1,9 +1,9 @@
 """Runs envbranch's processes: one per container (docker-compose) or all in one (embedded).
 
-The projector is a Faust worker; when it is among the components, the Faust
-worker owns the event loop and the other components run as its tasks, so the
-API, the processors and the agents share one process (and, later, one vector
-store that only one process may open).
+The read-model projector and the vector materializer are Faust agents; when
+either is among the components, the Faust worker owns the event loop and the
+other components run as its tasks, so the API, the processors and the agents
+share one process, and with it the Qdrant Edge store only one process may open.
 """
 
 from __future__ import annotations
@@ -28,10 +28,15 @@ from projections.auth import ApiKeys
 from projections.gateway import CommandGateway
 from projections.read_model import ReadModel
 from projections.sql import Database
+from projections.vectors.edge import EdgeStore
+from projections.vectors.materializer import VectorMaterializer
+from projections.vectors.qdrant import QdrantStore
+from projections.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("command-processor", "relay", "projector", "api")
+COMPONENTS = ("command-processor", "relay", "projector", "vectors", "api")
+FAUST = {"projector", "vectors"}  # the components that are Faust agents
 
 
 def read_model_database(settings: Settings) -> Database:
@@ -39,6 +44,23 @@ def read_model_database(settings: Settings) -> Database:
         return Database(postgres=settings.postgres, schema=settings.read_model_schema)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Database(sqlite_path=settings.data_dir / "read_model.sqlite3")
+
+
+def open_vectors(settings: Settings) -> VectorStore:
+    if settings.qdrant_url:
+        return QdrantStore.server(settings.qdrant_url)
+    return EdgeStore(settings.data_dir / "vectors")
+
+
+def prepare_vectors(settings: Settings, vectors: VectorStore) -> VectorMaterializer:
+    if settings.event_store == "postgres":
+        db = Database(postgres=settings.postgres, schema=f"{settings.read_model_schema}_vectors")
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(sqlite_path=settings.data_dir / "vector_state.sqlite3")
+    materializer = VectorMaterializer(vectors, db)
+    materializer.create_schema()
+    return materializer
 
 
 def prepare_read_side(settings: Settings) -> tuple[Database, ReadModel, ApiKeys]:
@@ -140,10 +162,8 @@ def run(settings: Settings, bootstrap_servers: str, components: Iterable[str]) -
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise ValueError(f"unknown component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
-    if "projector" in components:
-        _run_in_faust_worker(
-            settings, bootstrap_servers, [c for c in components if c != "projector"]
-        )
+    if FAUST & set(components):
+        _run_in_faust_worker(settings, bootstrap_servers, components)
         return
 
     async def main() -> None:
@@ -154,17 +174,23 @@ def run(settings: Settings, bootstrap_servers: str, components: Iterable[str]) -
     asyncio.run(main())
 
 
-def _run_in_faust_worker(settings: Settings, bootstrap_servers: str, others: list[str]) -> None:
+def _run_in_faust_worker(settings: Settings, bootstrap_servers: str, components: list[str]) -> None:
     import faust
 
     from projections.faust_app import create_faust_app
 
-    # The events topic must exist before the agent subscribes to it.
+    # The events topic must exist before the agents subscribe to it.
     plan = topic_plan(settings.topics, settings.command_partitions)
     asyncio.run(ensure_topics(bootstrap_servers, plan))
-    _, read_model, _ = prepare_read_side(settings)
+    read_model = prepare_read_side(settings)[1] if "projector" in components else None
+    materializer = None
+    if "vectors" in components:
+        materializer = prepare_vectors(settings, open_vectors(settings))
     faust_dir = settings.data_dir / "faust"
-    app = create_faust_app(bootstrap_servers, settings.topics, read_model, faust_dir)
+    app = create_faust_app(
+        bootstrap_servers, settings.topics, read_model, faust_dir, materializer=materializer
+    )
+    others = [c for c in components if c not in FAUST]
     if others:
 
         @app.task

@@ -309,8 +309,10 @@ def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
         row = await read(queries.task, task_id)
         if row is None or not who.may_see(row["namespace_id"]):
             raise ApiError(404, "not_found", f"task {task_id!r} not found")
-        done = row["status"] == "COMPLETED"
-        row["progress"] = row["progress"] or {"percent": 100.0 if done else 0.0}
+        if row["status"] == "COMPLETED" and row["progress"]:
+            row["progress"] = {**row["progress"], "percent": 100.0}
+        elif row["progress"] is None:
+            row["progress"] = {"percent": 100.0 if row["status"] == "COMPLETED" else 0.0}
         return row
 
     @app.get("/v1/lineage/{identifier}", response_model=s.Lineage)

@@ -10,15 +10,19 @@ already (Faust redelivers after rebalances).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from domain.envelopes import EventEnvelope, Topics
 from projections.read_model import ReadModel
+from projections.vectors.materializer import VectorMaterializer
+from projections.vectors.views import CopyProgress
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,17 @@ class App(faust.App):
 def create_faust_app(
     bootstrap_servers: str,
     topics: Topics,
-    read_model: ReadModel,
+    read_model: ReadModel | None,
     datadir: Path,
+    materializer: VectorMaterializer | None = None,
     **settings: Any,
 ) -> faust.App:
-    app_id = f"{topics.prefix}-read-model-{read_model.generation()[:12]}"
+    # The group is named after the state it feeds, so fresh state replays from the start.
+    generations = [
+        f"rm{read_model.generation()[:10]}" if read_model else "",
+        f"vec{materializer.generation()[:10]}" if materializer else "",
+    ]
+    app_id = "-".join([topics.prefix, *[g for g in generations if g]])
     app = App(
         app_id,
         broker=f"kafka://{bootstrap_servers}",
@@ -78,10 +88,63 @@ def create_faust_app(
     )
     events = app.topic(topics.events, value_type=bytes, value_serializer="raw")
 
-    @app.agent(events, concurrency=1, name="read_model")
-    async def project_read_model(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take(BATCH, within=BATCH_SECONDS):
-            envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
-            await asyncio.to_thread(read_model.apply, envelopes)
+    if read_model is not None:
+
+        @app.agent(events, concurrency=1, name="read_model")
+        async def project_read_model(stream: faust.StreamT[bytes]) -> None:
+            async for batch in stream.take(BATCH, within=BATCH_SECONDS):
+                envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
+                await asyncio.to_thread(read_model.apply, envelopes)
+
+    if materializer is not None:
+        vectors = materializer
+
+        @app.agent(events, concurrency=1, name="vectors")
+        async def materialize_vectors(stream: faust.StreamT[bytes]) -> None:
+            reporter = CopyReporter(bootstrap_servers, topics, asyncio.get_running_loop())
+            await reporter.start()
+            vectors.on_copy_progress = reporter.report
+            try:
+                async for batch in stream.take(BATCH, within=BATCH_SECONDS):
+                    envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
+                    await asyncio.to_thread(vectors.apply, envelopes)
+            finally:
+                await reporter.stop()
 
     return app
+
+
+class CopyReporter:
+    """Sends a namespace clone's copy progress back as commands (processors talk through
+    the topics). Called from the worker thread that copies; waits until Kafka has it."""
+
+    def __init__(self, bootstrap: str, topics: Topics, loop: asyncio.AbstractEventLoop) -> None:
+        self.topics = topics
+        self.loop = loop
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    def report(self, task_id: str, collection_id: str, progress: CopyProgress) -> None:
+        body = {
+            "task_id": task_id,
+            "collection_id": collection_id,
+            "copied": progress.copied,
+            "total": progress.total,
+            "done": progress.done,
+        }
+        command = {
+            # Deterministic: a report sent again after a crash is the same command.
+            "command_id": f"copy:{task_id}:{collection_id}:{progress.copied}:{int(progress.done)}",
+            "type": "tasks.copy_progress",
+            "body": body,
+            "actor": "envbranch-vector-processor",
+        }
+        sent = self.producer.send_and_wait(
+            self.topics.commands, json.dumps(command).encode(), key=task_id.encode()
+        )
+        asyncio.run_coroutine_threadsafe(sent, self.loop).result(60)

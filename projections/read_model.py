@@ -269,8 +269,42 @@ def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
                 e.actor,
             ],
         )
+    elif what == "Copying":
+        copies = {clone: {"copied": 0, "total": 0, "done": False} for clone in e.data["copies"]}
+        cur.execute(
+            "UPDATE tasks SET status = ?, result = ?, progress = ?, updated_at = ? "
+            "WHERE task_id = ?",
+            [
+                "IN_PROGRESS",
+                to_column(e.data["result"]),
+                to_column(_progress(copies)),
+                occurred_at,
+                e.aggregate_id,
+            ],
+        )
+    elif what == "CopyProgressed":
+        row = cur.query("SELECT progress FROM tasks WHERE task_id = ?", [e.aggregate_id])[0]
+        copies = json.loads(row["progress"])["collections"]
+        copies[e.data["collection_id"]] = {key: e.data[key] for key in ("copied", "total", "done")}
+        cur.execute(
+            "UPDATE tasks SET progress = ?, updated_at = ? WHERE task_id = ?",
+            [to_column(_progress(copies)), occurred_at, e.aggregate_id],
+        )
     elif what == "Completed":
         cur.execute(
             "UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ?",
             ["COMPLETED", to_column(e.data["result"]), occurred_at, e.aggregate_id],
         )
+
+
+def _progress(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    copied = sum(c["copied"] for c in copies.values())
+    total = sum(c["total"] for c in copies.values())
+    done = all(c["done"] for c in copies.values())
+    percent = 100.0 if done else (100.0 * copied / total if total else 0.0)
+    return {
+        "points_copied": copied,
+        "points_total": total,
+        "percent": round(percent, 1),
+        "collections": copies,
+    }

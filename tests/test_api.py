@@ -256,10 +256,12 @@ def test_a_namespace_clone_answers_with_its_task_and_source_namespace(
     assert answer.source_namespace_id == source.namespace_id
     assert answer.namespace.source_namespace_id == source.namespace_id
     assert answer.namespace.clone_task_id == answer.task_id
-    assert answer.status == "ready"  # the copy is one command: done once readable
+    assert answer.status == "cloning"  # its collections' vectors are copied after the answer
     assert client.namespaces.get(answer.namespace.namespace_name) == answer.namespace
     assert task.status == "COMPLETED"
     assert task.task_type == "namespace_clone"
+    assert task.progress is not None and task.progress["percent"] == 100.0
+    assert task.progress["points_copied"] == task.progress["points_total"]
     assert task.include_resources == {"collections": True, "retrievers": True, "taxonomies": True}
 
 

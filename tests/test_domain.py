@@ -173,7 +173,8 @@ def clone_namespace(app: Environments, source: str, name: str, **body: Any) -> d
     run(app, "namespaces.clone", {"namespace_identifier": source, "namespace_name": name, **body})
     task = app.repository.get(namespace(app, name).clone_task_id)
     assert isinstance(task, CloneTask)
-    assert task.status == "COMPLETED"
+    # With collections to copy the task waits for the vector processor; without, it is done.
+    assert task.status == ("IN_PROGRESS" if task.copies else "COMPLETED")
     assert task.result is not None
     return task.result
 
@@ -1091,3 +1092,73 @@ def test_a_collection_awaiting_reprocessing_refuses_documents(app):
     error = rejected(app, "collections.documents.write", {**target, "documents": [{"text": "x"}]})
     assert error.code == ErrorCode.NOT_READY
     assert "must be reprocessed" in error.message
+
+
+def clone_task(app: Environments, name: str) -> CloneTask:
+    task = app.repository.get(namespace(app, name).clone_task_id)
+    assert isinstance(task, CloneTask)
+    return task
+
+
+def report(
+    app: Environments, task: CloneTask, collection: str, copied: int, total: int, done: bool
+):
+    body = {
+        "task_id": task.id,
+        "collection_id": collection,
+        "copied": copied,
+        "total": total,
+        "done": done,
+    }
+    return run(app, "tasks.copy_progress", body)
+
+
+def test_a_namespace_clone_task_completes_when_every_collection_copy_is_reported_done(app):
+    populated(app)
+    clone_namespace(app, "prod", "dev")
+    task = clone_task(app, "dev")
+    assert task.status == "IN_PROGRESS"
+    first, second = sorted(task.copies)
+    report(app, task, first, 10, 20, False)
+    report(app, task, first, 20, 20, True)
+    assert clone_task(app, "dev").status == "IN_PROGRESS"
+    report(app, task, second, 5, 5, True)
+    done = clone_task(app, "dev")
+    assert done.status == "COMPLETED"
+    assert done.result is not None and done.result["points"] == {first: 20, second: 5}
+    types = [e.type for e in envelopes(app) if e.aggregate_id == task.id]
+    assert types == [
+        "CloneTask.Created",
+        "CloneTask.Copying",
+        "CloneTask.CopyProgressed",
+        "CloneTask.CopyProgressed",
+        "CloneTask.CopyProgressed",
+        "CloneTask.Completed",
+    ]
+
+
+def test_late_or_repeated_copy_reports_change_nothing(app):
+    populated(app)
+    clone_namespace(app, "prod", "dev")
+    task = clone_task(app, "dev")
+    first = sorted(task.copies)[0]
+    report(app, task, first, 10, 20, False)
+    outcome = report(app, task, first, 5, 20, False)  # older than what is known
+    assert outcome.positions[:-1] == []  # only its receipt
+    assert clone_task(app, "dev").copies[first]["copied"] == 10
+
+
+def test_a_copy_report_for_a_collection_the_task_does_not_copy_is_rejected(app):
+    populated(app)
+    clone_namespace(app, "prod", "dev")
+    task = clone_task(app, "dev")
+    body = {"task_id": task.id, "collection_id": "col_" + "0" * 32, "copied": 1, "total": 1}
+    error = rejected(app, "tasks.copy_progress", {**body, "done": True})
+    assert error.code == ErrorCode.INVALID_REFERENCE
+
+
+def test_a_namespace_clone_that_reuses_vectors_completes_at_once(app):
+    populated(app)
+    clone_namespace(app, "prod", "dev", vectors="reuse")
+    assert clone_task(app, "dev").status == "COMPLETED"
+    assert resource(app, "dev", Kind.COLLECTION, "docs").vector_mode == "reuse"

@@ -40,7 +40,7 @@ class World:
         self.materializer = VectorMaterializer(
             self.vectors,
             Database(sqlite_path=self.root / "vectors.sqlite3"),
-            on_copy_progress=lambda c, p: self.progress.append((c, p)),
+            on_copy_progress=lambda task, c, p: self.progress.append((c, p)),
         )
         self.materializer.create_schema()
 
@@ -173,7 +173,7 @@ def test_a_deep_copy_killed_halfway_resumes_without_duplicates_or_gaps(world: Wo
     world.run("namespaces.clone", {"namespace_identifier": "prod", "namespace_name": "stage"})
     crash_after = 2
 
-    def crash(collection_id: str, progress: CopyProgress) -> None:
+    def crash(task_id: str, collection_id: str, progress: CopyProgress) -> None:
         if len(world.progress) >= crash_after:
             raise KeyboardInterrupt  # the process dies between two batches
         world.progress.append((collection_id, progress))

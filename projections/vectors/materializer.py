@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,7 +35,7 @@ SCHEMA = [
 ]
 COPY_BATCH = 1024
 
-Progress = Callable[[str, CopyProgress], None]  # (collection_id, progress)
+Progress = Callable[[str, str, CopyProgress], None]  # (task_id, clone collection_id, progress)
 
 
 def store_name(feature_extractor: dict[str, Any]) -> str:
@@ -57,6 +58,11 @@ class VectorMaterializer:
                 cur.execute(statement)
             if not cur.query("SELECT value FROM vector_state WHERE name = 'position'"):
                 cur.execute("INSERT INTO vector_state VALUES ('position', '0')")
+                cur.execute("INSERT INTO vector_state VALUES ('generation', ?)", [uuid.uuid4().hex])
+
+    def generation(self) -> str:
+        rows = self.db.query("SELECT value FROM vector_state WHERE name = 'generation'")
+        return str(rows[0]["value"])
 
     def position(self) -> int:
         rows = self.db.query("SELECT value FROM vector_state WHERE name = 'position'")
@@ -152,22 +158,26 @@ class VectorMaterializer:
             self.cow.reuse_clone(source_id, e.aggregate_id)
             self._remember(e, "ready")
         elif mode == "copy":
-            self._remember(e, "ready")
-            copy_id = f"copy-{e.aggregate_id}"
-            store = self.cow.view(source_id).store
-            self.cow.start_deep_copy(copy_id, source_id, e.aggregate_id, store)
-            while True:
-                progress = self.cow.copy_batch(copy_id, COPY_BATCH)
-                if self.on_copy_progress is not None:
-                    self.on_copy_progress(e.aggregate_id, progress)
-                if progress.done:
-                    break
+            self._remember(e, "ready")  # its points are copied when its task says so
         else:  # a new extractor: its own space, empty until reprocessed
             extractor = get_extractor(e.data["feature_extractor"])
             self.cow.create(
                 e.aggregate_id, store_name(e.data["feature_extractor"]), extractor.space
             )
             self._remember(e, "awaiting_reprocess")
+
+    def _on_CloneTask_Copying(self, e: EventEnvelope) -> None:  # noqa: N802
+        """Copy the vectors of every collection the namespace clone copies, reporting progress."""
+        for clone, source in sorted(e.data["copies"].items()):
+            copy_id = f"copy-{clone}"
+            store = self.cow.view(source).store
+            self.cow.start_deep_copy(copy_id, source, clone, store)
+            while True:
+                progress = self.cow.copy_batch(copy_id, COPY_BATCH)
+                if self.on_copy_progress is not None:
+                    self.on_copy_progress(e.aggregate_id, clone, progress)
+                if progress.done:
+                    break
 
     def _fill_from_source(self, collection_id: str, source: dict[str, Any]) -> None:
         row = self._collection(collection_id)
