@@ -66,10 +66,10 @@ class Client:
         self.namespace = namespace
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
         self.namespaces = Namespaces(self)
-        self.buckets = Resources(self, "buckets", s.Bucket)
-        self.collections = Clonable(self, "collections", s.Collection, s.CollectionCloneResponse)
-        self.retrievers = Clonable(self, "retrievers", s.Retriever, s.RetrieverCloneResponse)
-        self.taxonomies = Clonable(self, "taxonomies", s.Taxonomy, s.TaxonomyCloneResponse)
+        self.buckets = Buckets(self, "buckets", s.Bucket)
+        self.collections = Collections(self, "collections", s.Collection, s.CollectionCloneResponse)
+        self.retrievers = Retrievers(self, "retrievers", s.Retriever, s.RetrieverCloneResponse)
+        self.taxonomies = Taxonomies(self, "taxonomies", s.Taxonomy, s.TaxonomyCloneResponse)
         self.tasks = Tasks(self)
         self.keys = Keys(self)
 
@@ -208,6 +208,64 @@ class Clonable(Resources[M]):
         )
 
 
+class Buckets(Resources[s.Bucket]):
+    def add_objects(
+        self, identifier: str, objects: list[dict[str, Any]], *, namespace: str | None = None
+    ) -> Any:
+        """Add raw objects; returns once every collection sourced from the bucket has them."""
+        path = f"{self._path}/{identifier}/objects"
+        return _ingest(self._client, path, {"objects": objects}, namespace)
+
+
+class Collections(Clonable[s.Collection]):
+    def write_documents(
+        self, identifier: str, documents: list[dict[str, Any]], *, namespace: str | None = None
+    ) -> Any:
+        """Write documents (their own ``vector`` or ``text`` to embed); returns once searchable."""
+        path = f"{self._path}/{identifier}/documents"
+        return _ingest(self._client, path, {"documents": documents}, namespace)
+
+    def delete_documents(
+        self, identifier: str, document_ids: list[str], *, namespace: str | None = None
+    ) -> Any:
+        """Delete documents by ID; returns once they are gone from searches."""
+        path = f"{self._path}/{identifier}/documents/delete"
+        return _ingest(self._client, path, {"document_ids": document_ids}, namespace)
+
+
+class Retrievers(Clonable[s.Retriever]):
+    def execute(
+        self,
+        identifier: str,
+        inputs: dict[str, Any],
+        *,
+        limit: int = 10,
+        offset: int = 0,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Run the retriever's stages; documents, per-stage timings and pagination."""
+        body = {"inputs": inputs, "limit": limit, "offset": offset}
+        path = f"{self._path}/{identifier}/execute"
+        return self._client.request(
+            "POST", path, _Json, json=body, namespace=namespace
+        ).model_dump()
+
+
+class Taxonomies(Clonable[s.Taxonomy]):
+    def classify(
+        self, identifier: str, documents: list[dict[str, Any]], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Classify documents (payloads) now; one enrichment per document."""
+        path = f"{self._path}/{identifier}/classify"
+        return self._client.request(
+            "POST", path, _Json, json={"documents": documents}, namespace=namespace
+        ).model_dump()
+
+
+class _Json(BaseModel):
+    model_config = {"extra": "allow"}
+
+
 class Tasks:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -236,3 +294,12 @@ class Keys:
         """A new API key (admin keys only); ``namespaces`` limits its scope."""
         body = {"principal": principal, "namespaces": namespaces}
         return self._client.request("POST", "/v1/keys", s.ApiKey, json=body)
+
+
+def _ingest(client: Client, path: str, body: dict[str, Any], namespace: str | None) -> Any:
+    return client.request("POST", path, _Accepted, json=body, namespace=namespace)
+
+
+class _Accepted(BaseModel):
+    command_id: str
+    position: int

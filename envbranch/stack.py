@@ -79,15 +79,22 @@ class _ServerInALoop(uvicorn.Server):
         yield
 
 
-async def serve_api(settings: Settings, bootstrap_servers: str, stop: asyncio.Event) -> None:
+async def serve_api(
+    settings: Settings,
+    bootstrap_servers: str,
+    stop: asyncio.Event,
+    materializer: VectorMaterializer | None = None,
+) -> None:
     db, _, keys = prepare_read_side(settings)
+    if materializer is None and settings.qdrant_url:
+        materializer = prepare_vectors(settings, open_vectors(settings))
     gateway = CommandGateway(
         bootstrap_servers,
         settings.topics,
         lambda command_id: queries.command_receipt(db, command_id),
         timeout=settings.command_timeout,
     )
-    app = create_app(db, gateway, keys)
+    app = create_app(db, gateway, keys, materializer)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )
@@ -108,6 +115,7 @@ async def run_components(
     components: Iterable[str],
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
+    materializer: VectorMaterializer | None = None,
 ) -> None:
     """Run the named components (not the projector) until ``stop`` is set or one fails.
 
@@ -143,7 +151,7 @@ async def run_components(
             )
             runners.append(relay.run(stop))
         elif name == "api":
-            runners.append(serve_api(settings, bootstrap_servers, stop))
+            runners.append(serve_api(settings, bootstrap_servers, stop, materializer))
         else:
             raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
     tasks = [asyncio.create_task(runner) for runner in runners]
@@ -196,7 +204,9 @@ def _run_in_faust_worker(settings: Settings, bootstrap_servers: str, components:
         @app.task
         async def run_others() -> None:
             stop = asyncio.Event()
-            await run_components(settings, bootstrap_servers, others, stop)
+            await run_components(
+                settings, bootstrap_servers, others, stop, materializer=materializer
+            )
 
     level = "info" if log.isEnabledFor(logging.INFO) else "warning"
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)

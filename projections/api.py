@@ -23,6 +23,8 @@ from projections import schemas as s
 from projections.auth import ApiKeys, Principal
 from projections.gateway import CommandGateway, CommandTimeout
 from projections.sql import Database
+from projections.vector_api import add_vector_routes
+from projections.vectors.materializer import VectorMaterializer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,12 @@ class ListBody(BaseModel):
     offset: Annotated[int, Field(ge=0)] = 0
 
 
-def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
+def create_app(
+    db: Database,
+    gateway: CommandGateway,
+    keys: ApiKeys,
+    materializer: VectorMaterializer | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="envbranch",
         version="0.1.0",
@@ -385,6 +392,22 @@ def create_app(db: Database, gateway: CommandGateway, keys: ApiKeys) -> FastAPI:
             "created_at": "",
             "api_key": api_key,
         }
+
+    async def write(
+        type_: str, body: dict[str, Any], who: Principal, idem: str | None, key: str
+    ) -> tuple[str, int]:
+        sent = await gateway.execute(type_, body, who.name, command_id=idem, key=key)
+        receipt = await read(queries.command_receipt, sent.command_id)
+        return sent.command_id, receipt[0]
+
+    add_vector_routes(
+        app,
+        db,
+        materializer,
+        write,
+        {"Who": Who, "InNamespace": InNamespace, "IdempotencyKey": IdempotencyKey},
+        gateway.timeout,
+    )
 
     @app.get("/v1/health")
     async def health() -> dict[str, Any]:

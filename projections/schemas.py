@@ -78,6 +78,8 @@ class DeepCloneResult(Model):
     namespace_id: str
     mapping: dict[str, dict[str, str]]
     counts: dict[str, int]
+    # clone collection ID -> points copied into it (namespace clones that copy vectors)
+    points: dict[str, int] = {}
 
 
 class Task(Model):

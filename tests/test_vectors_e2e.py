@@ -1,0 +1,155 @@
+"""Vectors through the whole stack: ingest, search, clones that share or copy, classify."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from envbranch import Client, EnvbranchError
+from tests.conftest import LiveStack
+
+TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
+TEXTS = {
+    "kafka": [
+        "Kafka topics keep an ordered log of records",
+        "a Kafka consumer group shares the partitions of a topic",
+        "brokers replicate Kafka partitions for durability",
+    ],
+    "cooking": [
+        "simmer the tomato sauce with garlic and basil",
+        "bake the bread until the crust is golden",
+        "whisk eggs and sugar for the cake batter",
+    ],
+}
+SEARCH = {
+    "stage_name": "search",
+    "config": {
+        "stage_id": "feature_search",
+        "parameters": {"searches": [{"query": "{{INPUT.query}}", "top_k": 6}], "final_top_k": 6},
+    },
+}
+
+
+def environment(client: Client) -> str:
+    ns = f"vec-{uuid.uuid4().hex[:8]}"
+    client.namespaces.create({"namespace_name": ns})
+    client.buckets.create({"bucket_name": "b", "bucket_schema": {"properties": {}}}, namespace=ns)
+    client.collections.create(
+        {
+            "collection_name": "docs",
+            "source": {"type": "bucket", "bucket_ids": ["b"]},
+            "feature_extractor": TEXT,
+        },
+        namespace=ns,
+    )
+    objects = [
+        {"key": f"{topic}-{i}", "text": text, "metadata": {"topic": topic}}
+        for topic, texts in TEXTS.items()
+        for i, text in enumerate(texts)
+    ]
+    client.buckets.add_objects("b", objects, namespace=ns)
+    client.retrievers.create(
+        {
+            "retriever_name": "search",
+            "collection_identifiers": ["docs"],
+            "stages": [SEARCH],
+            "input_schema": {"query": {"type": "text", "required": True}},
+        },
+        namespace=ns,
+    )
+    return ns
+
+
+def search(client: Client, ns: str, retriever: str, query: str) -> list[tuple[str, str]]:
+    result = client.retrievers.execute(retriever, {"query": query}, namespace=ns)
+    return [(d["document_id"], d["payload"]["topic"]) for d in result["documents"]]
+
+
+@pytest.fixture
+def client(live_stack: LiveStack) -> Client:
+    return live_stack.client()
+
+
+def test_ingested_objects_are_searchable_at_once_through_the_retriever(client: Client) -> None:
+    ns = environment(client)
+    result = client.retrievers.execute("search", {"query": "Kafka partitions"}, namespace=ns)
+    top = result["documents"][0]
+    assert top["payload"]["topic"] == "kafka"
+    assert len(result["documents"]) == 6
+    [timing] = result["stage_timings"]
+    assert timing["stage_id"] == "feature_search" and timing["duration_ms"] >= 0
+
+
+def test_a_retriever_clone_and_a_namespace_copy_return_the_same_results(client: Client) -> None:
+    ns = environment(client)
+    expected = search(client, ns, "search", "bread and cake")
+    client.retrievers.clone("search", {"retriever_name": "search-2"}, namespace=ns)
+    assert search(client, ns, "search-2", "bread and cake") == expected
+
+    started = client.namespaces.clone(ns, {"namespace_name": f"{ns}-copy"})
+    task = client.tasks.wait(started.task_id, timeout=120)
+    assert task.status == "COMPLETED" and task.result is not None
+    assert task.progress is not None and task.progress["points_copied"] == 6
+    assert sum(task.result.points.values()) == 6
+    assert search(client, f"{ns}-copy", "search", "bread and cake") == expected
+
+
+def test_documents_written_and_deleted_show_in_searches_at_once(client: Client) -> None:
+    ns = environment(client)
+    client.collections.write_documents(
+        "docs",
+        [{"document_id": "extra", "text": "Kafka log compaction", "payload": {"topic": "kafka"}}],
+        namespace=ns,
+    )
+    assert "extra" in [d for d, _ in search(client, ns, "search", "log compaction")]
+    client.collections.delete_documents("docs", ["extra"], namespace=ns)
+    assert "extra" not in [d for d, _ in search(client, ns, "search", "log compaction")]
+
+
+def test_a_retriever_on_a_collection_awaiting_reprocessing_refuses_to_run(client: Client) -> None:
+    ns = environment(client)
+    client.collections.clone(
+        "docs",
+        {"collection_name": "docs-v2", "feature_extractor": {**TEXT, "params": {"dim": 128}}},
+        namespace=ns,
+    )
+    client.retrievers.clone(
+        "search",
+        {"retriever_name": "search-v2", "collection_identifiers": ["docs-v2"]},
+        namespace=ns,
+    )
+    with pytest.raises(EnvbranchError) as refused:
+        client.retrievers.execute("search-v2", {"query": "x"}, namespace=ns)
+    assert refused.value.status == 409 and refused.value.type == "not_ready"
+    assert "reprocess" in refused.value.message
+
+
+def test_a_flat_taxonomy_classifies_documents_against_its_reference_collection(
+    client: Client,
+) -> None:
+    ns = environment(client)
+    client.taxonomies.create(
+        {
+            "taxonomy_name": "topics",
+            "config": {
+                "taxonomy_type": "flat",
+                "retriever_id": "search",
+                "input_mappings": [
+                    {"input_key": "query", "source_type": "payload", "path": "text"}
+                ],
+                "source_collection": {
+                    "collection_id": "docs",
+                    "enrichment_fields": [{"field_path": "topic"}],
+                },
+            },
+        },
+        namespace=ns,
+    )
+    answer: dict[str, Any] = client.taxonomies.classify(
+        "topics",
+        [{"text": "garlic sauce with basil"}, {"text": "consumer group partitions"}],
+        namespace=ns,
+    )
+    assert [r["topic"] for r in answer["results"]] == ["cooking", "kafka"]
