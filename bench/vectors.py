@@ -1,0 +1,460 @@
+"""Copy-on-write vector collections against doing the work by hand, on Qdrant Edge.
+
+In one run, on the embedded default (Qdrant Edge in-process, catalog in SQLite), all
+under a temporary directory:
+
+  1. deep copy  a collection of N random unit vectors (384-d, small payloads) copied with
+                start_deep_copy + copy_batch(batch=1024) until done, against a raw loop
+                through the same port: scroll the source store page by page (1024) and
+                upsert each page into a fresh store. Points/s of both and their ratio.
+  2. queries    a reuse clone of that collection, diverged (5% of its documents
+                overwritten, 5% deleted), stores optimized, then Q top-10 searches with
+                random query vectors, against the same queries on a plain one-layer
+                collection holding the same final documents. p50/p99 and clone/plain.
+  3. re-embed   M docstrings from the Python standard library (read with ast, nothing
+                imported) embedded with text_extractor into a collection; a reuse clone
+                of it against re-embedding all M texts into a new collection with
+                text_extractor, and with minilm_extractor when it is installed.
+
+    python bench/vectors.py [--points 100000] [--queries 300] [--documents 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import os
+import platform
+import statistics
+import sysconfig
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from projections.sql import Database
+from projections.vectors.edge import EdgeStore, to_edge_filter
+from projections.vectors.extractors import ExtractorError, FeatureExtractor, get_extractor
+from projections.vectors.store import Space, VectorPoint
+from projections.vectors.views import CopyOnWrite
+
+DIM = 384
+SPACE = Space(DIM, "cosine")
+BATCH = 1024
+WARMUP_QUERIES = 10
+CLONE_REPEAT = 5
+T = TypeVar("T")
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+class Deadline:
+    """Raises TimeoutError from ``check`` once ``seconds`` have passed."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise TimeoutError(f"{self.what} did not finish within {self.seconds:.0f} s")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def doc_id(i: int) -> str:
+    return f"doc-{i:07d}"
+
+
+def payload(i: int) -> dict[str, object]:
+    return {"n": i, "group": f"g{i % 100}"}
+
+
+def write_rows(
+    cow: CopyOnWrite, collection: str, rows: Sequence[int], vectors: np.ndarray, deadline: Deadline
+) -> None:
+    """Write documents ``doc_id(i)`` with ``vectors[k]`` for the k-th i of ``rows``."""
+    for start in range(0, len(rows), BATCH):
+        deadline.check()
+        chunk = rows[start : start + BATCH]
+        cow.write(
+            collection,
+            [
+                VectorPoint(doc_id(i), vectors[start + k].tolist(), payload(i))
+                for k, i in enumerate(chunk)
+            ],
+        )
+
+
+def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def header(args: argparse.Namespace) -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [
+        f"vector benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        f"machine:  {os.cpu_count()} CPUs ({cpu}){mem}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}",
+        f"engine:   Qdrant Edge in-process (qdrant-edge-py {version('qdrant-edge-py')}), "
+        f"catalog in SQLite; numpy {version('numpy')}, sentence-transformers "
+        f"{version('sentence-transformers')}, torch {version('torch')}",
+        f"runs:     --points {args.points} --queries {args.queries} --documents "
+        f"{args.documents} --seed {args.seed}; {DIM}-d cosine, every store in a temp dir",
+    ]
+
+
+# --- 1. deep copy ----------------------------------------------------------
+
+
+def deep_copy(
+    cow: CopyOnWrite, vectors: EdgeStore, base: np.ndarray, seconds: float
+) -> dict[str, float]:
+    n = len(base)
+    cow.create("base", "store_base", SPACE)
+    _, fill = timed(write_rows, cow, "base", range(n), base, Deadline(seconds, "filling base"))
+    _, optimize = timed(vectors.optimize, "store_base")
+    print(f"  setup: {n} points written in {fill:.1f} s, optimized in {optimize:.1f} s")
+
+    # envbranch: a resumable deep copy through the catalog
+    deadline = Deadline(seconds, "deep copy")
+    start = time.perf_counter()
+    cow.start_deep_copy("bench-copy", "base", "copy", "store_copy")
+    while not cow.copy_batch("bench-copy", batch=BATCH).done:
+        deadline.check()
+    copy_seconds = time.perf_counter() - start
+    copied = cow.count("copy")
+
+    # baseline: scroll the source store and upsert every page into a fresh store
+    deadline = Deadline(seconds, "raw copy loop")
+    start = time.perf_counter()
+    vectors.create_store("store_raw", SPACE)
+    cursor = None
+    while True:
+        deadline.check()
+        page, cursor = vectors.scroll("store_base", None, BATCH, cursor, True)
+        vectors.upsert("store_raw", page)
+        if cursor is None:
+            break
+    raw_seconds = time.perf_counter() - start
+    raw_copied = vectors.count("store_raw")
+
+    copy_rate, raw_rate = copied / copy_seconds, raw_copied / raw_seconds
+    print(
+        f"  deep copy  (start_deep_copy + copy_batch): {copied:>7} points in "
+        f"{copy_seconds:6.1f} s = {copy_rate:8.0f} points/s"
+    )
+    print(
+        f"  raw loop   (scroll 1024 + upsert):          {raw_copied:>7} points in "
+        f"{raw_seconds:6.1f} s = {raw_rate:8.0f} points/s"
+    )
+    print(
+        f"  ratio deep copy / raw: {copy_rate / raw_rate:.2f} (1.00: no overhead over the raw loop)"
+    )
+    return {"copy": copy_rate, "raw": raw_rate}
+
+
+# --- 2. queries after divergence -------------------------------------------
+
+
+def queries_after_divergence(
+    cow: CopyOnWrite,
+    vectors: EdgeStore,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    queries: int,
+    seconds: float,
+) -> None:
+    n = len(base)
+    cow.reuse_clone("base", "clone")
+    order = rng.permutation(n)
+    overwritten = sorted(int(i) for i in order[: n // 20])
+    deleted = sorted(int(i) for i in order[n // 20 : n // 10])
+    fresh = unit_vectors(rng, len(overwritten))
+
+    deadline = Deadline(seconds, "diverging the clone")
+    start = time.perf_counter()
+    write_rows(cow, "clone", overwritten, fresh, deadline)
+    for s in range(0, len(deleted), BATCH):
+        deadline.check()
+        cow.delete("clone", [doc_id(i) for i in deleted[s : s + BATCH]])
+    diverge = time.perf_counter() - start
+
+    # the plain collection: the clone's final documents, one layer, nothing hidden
+    final = base.copy()
+    final[overwritten] = fresh
+    gone = set(deleted)
+    rows = [i for i in range(n) if i not in gone]
+    cow.create("plain", "store_plain", SPACE)
+    _, fill = timed(write_rows, cow, "plain", rows, final[rows], Deadline(seconds, "plain"))
+    _, opt_base = timed(vectors.optimize, "store_base")
+    _, opt_plain = timed(vectors.optimize, "store_plain")
+    clone_view = cow.view("clone")
+    hidden = len(cow.hidden("clone"))
+    clone_count, plain_count = cow.count("clone"), cow.count("plain")
+    print(
+        f"  setup: clone diverged in {diverge:.1f} s ({len(overwritten)} overwritten, "
+        f"{len(deleted)} deleted: {len(clone_view.layers)} layers, {hidden} hidden points, "
+        f"{vectors.count('store_base')} points in its store); plain written in {fill:.1f} s; "
+        f"optimized in {opt_base:.1f} s / {opt_plain:.1f} s; documents clone {clone_count}, "
+        f"plain {plain_count}"
+    )
+
+    probes = unit_vectors(rng, queries + WARMUP_QUERIES)
+    # exact top-10 of the final documents, to tell how approximate each side's answers are
+    scores = probes[WARMUP_QUERIES:] @ final[rows].T
+    exact = [{doc_id(rows[j]) for j in np.argpartition(-row, 10)[:10]} for row in scores]
+    del scores
+    for v in probes[:WARMUP_QUERIES].tolist():
+        cow.search("clone", v)
+        cow.search("plain", v)
+    clone_ms, plain_ms, catalog_ms, translate_ms = [], [], [], []
+    found = {"clone": 0, "plain": 0}
+    deadline = Deadline(seconds, "queries")
+    for v, truth in zip(probes[WARMUP_QUERIES:].tolist(), exact, strict=True):
+        deadline.check()  # the two sides interleaved, so drift hits both alike
+        t0 = time.perf_counter()
+        on_clone = cow.search("clone", v, limit=10)
+        t1 = time.perf_counter()
+        on_plain = cow.search("plain", v, limit=10)
+        t2 = time.perf_counter()
+        _, visible = cow.visibility("clone")  # the parts of a clone search, timed apart
+        t3 = time.perf_counter()
+        to_edge_filter(visible)
+        t4 = time.perf_counter()
+        clone_ms.append((t1 - t0) * 1000)
+        plain_ms.append((t2 - t1) * 1000)
+        catalog_ms.append((t3 - t2) * 1000)
+        translate_ms.append((t4 - t3) * 1000)
+        found["clone"] += len(truth & {h.id for h in on_clone})
+        found["plain"] += len(truth & {h.id for h in on_plain})
+
+    def line(name: str, ms: list[float]) -> str:
+        return f"p50 {percentile(ms, 50):7.2f} ms   p99 {percentile(ms, 99):7.2f} ms   {name}"
+
+    print(f"  clone:  {line('CopyOnWrite.search on the diverged reuse clone', clone_ms)}")
+    print(f"  plain:  {line('CopyOnWrite.search, one layer, nothing hidden', plain_ms)}")
+    print(
+        f"  ratio clone / plain: p50 {percentile(clone_ms, 50) / percentile(plain_ms, 50):.2f}, "
+        f"p99 {percentile(clone_ms, 99) / percentile(plain_ms, 99):.2f}"
+    )
+    rest = percentile(clone_ms, 50) - percentile(catalog_ms, 50) - percentile(translate_ms, 50)
+    print(
+        f"  clone p50 by part: catalog read (visibility: layers + {hidden} hidden IDs from "
+        f"SQLite) {percentile(catalog_ms, 50):.2f} ms, filter translation to Qdrant Edge "
+        f"(to_edge_filter) {percentile(translate_ms, 50):.2f} ms, the rest (engine search) "
+        f"~{rest:.2f} ms"
+    )
+    print(
+        f"  recall@10 against exact search: clone {found['clone'] / (10 * queries):.1%}, "
+        f"plain {found['plain'] / (10 * queries):.1%} (random {DIM}-d vectors: HNSW's worst case)"
+    )
+
+
+# --- 3. reuse clone against re-embedding -----------------------------------
+
+
+def stdlib_docstrings(count: int) -> tuple[list[str], str]:
+    """Up to ``count`` distinct docstrings of the standard library, in a fixed order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
+    texts: list[str] = []
+    seen: set[str] = set()
+    for path in sorted(root.rglob("*.py")):
+        if skip & set(path.relative_to(root).parts):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(
+                node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+            ):
+                continue
+            doc = ast.get_docstring(node)
+            if doc and len(doc) >= 40 and doc not in seen:
+                seen.add(doc)
+                texts.append(doc)
+                if len(texts) == count:
+                    return texts, f"docstrings of the Python {platform.python_version()} stdlib"
+    words = [
+        "the",
+        "a",
+        "copy",
+        "layer",
+        "view",
+        "store",
+        "point",
+        "vector",
+        "clone",
+        "query",
+        "index",
+        "write",
+        "read",
+    ]
+    rng = np.random.default_rng(0)
+    while len(texts) < count:  # only on a stripped-down Python without enough sources
+        texts.append(" ".join(rng.choice(words, 20)) + f" {len(texts)}.")
+    return texts, "stdlib docstrings topped up with generated sentences"
+
+
+def chunks(texts: Sequence[str], size: int) -> Iterator[tuple[int, Sequence[str]]]:
+    for start in range(0, len(texts), size):
+        yield start, texts[start : start + size]
+
+
+def embed_into(
+    cow: CopyOnWrite, extractor: FeatureExtractor, collection: str, texts: Sequence[str]
+) -> tuple[float, float]:
+    """Embed every text and write it into a new collection; (embed s, write s)."""
+    cow.create(collection, extractor.signature, extractor.space)
+    deadline = Deadline(3600, f"embedding with {extractor.name}")
+    embed = write = 0.0
+    for start, batch in chunks(texts, 256):
+        deadline.check()
+        t0 = time.perf_counter()
+        embedded = extractor.embed(batch)
+        t1 = time.perf_counter()
+        cow.write(
+            collection,
+            [
+                VectorPoint(f"text-{start + k}", vector, {"chars": len(text)})
+                for k, (text, vector) in enumerate(zip(batch, embedded, strict=True))
+            ],
+        )
+        t2 = time.perf_counter()
+        embed += t1 - t0
+        write += t2 - t1
+    return embed, write
+
+
+def reembedding(cow: CopyOnWrite, count: int) -> None:
+    texts, origin = stdlib_docstrings(count)
+    chars = statistics.mean(len(t) for t in texts)
+    hashing = get_extractor({"feature_extractor_name": "text_extractor"})
+    embed, write = embed_into(cow, hashing, "texts", texts)
+    print(
+        f"  setup: {len(texts)} {origin}, mean {chars:.0f} chars; written with text_extractor "
+        f"in {embed + write:.2f} s"
+    )
+    clone_times = []
+    for i in range(CLONE_REPEAT):
+        _, seconds = timed(cow.reuse_clone, "texts", f"texts-clone-{i}")
+        clone_times.append(seconds)
+    clone = statistics.median(clone_times)
+    sees = cow.count("texts-clone-0")
+    print(
+        f"  (a) reuse clone:                   {clone * 1000:9.2f} ms "
+        f"(median of {CLONE_REPEAT}; the clone sees {sees} documents)"
+    )
+
+    embed, write = embed_into(cow, hashing, "texts-rehashed", texts)
+    total = embed + write
+    print(
+        f"  (b) re-embed, text_extractor:      {total * 1000:9.2f} ms "
+        f"(embed {embed:.2f} s + write {write:.2f} s) = {total / clone:8.0f} x the reuse clone"
+    )
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar while loading
+    try:
+        minilm = get_extractor({"feature_extractor_name": "minilm_extractor"})
+        _, load = timed(minilm.embed, ["warm up: load the model before the clock starts"])
+    except (ExtractorError, ImportError, OSError) as exc:
+        print(f"  (c) re-embed, minilm_extractor:    skipped: {exc}")
+        return
+    embed, write = embed_into(cow, minilm, "texts-minilm", texts)
+    total = embed + write
+    print(
+        f"  (c) re-embed, minilm_extractor:    {total * 1000:9.2f} ms "
+        f"(embed {embed:.2f} s + write {write:.2f} s) = {total / clone:8.0f} x the reuse clone "
+        f"(model load {load:.1f} s, not counted)"
+    )
+
+
+# --- main ------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--deadline", type=float, default=1800, help="seconds per loop")
+    args = parser.parse_args()
+    if args.points < 20 or args.queries < 1 or args.documents < 1:
+        parser.error("need --points >= 20, --queries >= 1, --documents >= 1")
+    for line in header(args):
+        print(line, flush=True)
+    rng = np.random.default_rng(args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench-vectors-") as tmp:
+        vectors = EdgeStore(Path(tmp) / "edge")
+        try:
+            cow = CopyOnWrite(vectors, Database(sqlite_path=Path(tmp) / "views.sqlite3"))
+            cow.create_schema()
+            base = unit_vectors(rng, args.points)
+
+            print(f"\n1. deep copy of {args.points} points, batches of {BATCH}", flush=True)
+            deep_copy(cow, vectors, base, args.deadline)
+
+            print(
+                f"\n2. top-10 query latency, {args.queries} random queries "
+                f"(+{WARMUP_QUERIES} warm-up), diverged reuse clone vs plain collection",
+                flush=True,
+            )
+            queries_after_divergence(cow, vectors, base, rng, args.queries, args.deadline)
+
+            print(
+                f"\n3. reuse clone vs re-embedding {args.documents} documents of real text",
+                flush=True,
+            )
+            reembedding(cow, args.documents)
+        finally:
+            vectors.close()
+
+
+if __name__ == "__main__":
+    main()
