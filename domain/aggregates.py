@@ -295,6 +295,7 @@ class VectorMode:
 class CollectionStatus:
     READY = "ready"
     AWAITING_REPROCESS = "awaiting_reprocess"
+    REPROCESSING = "reprocessing"
 
 
 class Collection(Resource, created_event_name="Created"):
@@ -373,6 +374,27 @@ class Collection(Resource, created_event_name="Created"):
     @event("Renamed")
     def rename(self, collection_name: str) -> None:
         self.collection_name = collection_name
+
+    def start_reprocessing(self, task_id: str) -> None:
+        """Re-embed the source objects with this collection's extractor, as a task."""
+        if self.status == CollectionStatus.REPROCESSING:
+            raise CommandRejected(
+                ErrorCode.NOT_READY,
+                f"collection {self.collection_name!r} is being reprocessed already "
+                f"({self.reprocess_task_id})",
+                field="body.collection_identifier",
+            )
+        self._reprocess_started(task_id=task_id)
+
+    @event("ReprocessStarted")
+    def _reprocess_started(self, task_id: str) -> None:
+        self.status = CollectionStatus.REPROCESSING
+        self.reprocess_task_id = task_id
+
+    @event("Reprocessed")
+    def reprocessed(self, task_id: str) -> None:
+        self.status = CollectionStatus.READY
+        self.vector_mode = VectorMode.OWN
 
     def write_documents(self, documents: list[dict[str, Any]]) -> None:
         self._refuse_unless_ready()
@@ -610,6 +632,42 @@ class CloneTask(Entity):
     def _completed(self, result: dict[str, Any]) -> None:
         self.status = TaskStatus.COMPLETED
         self.result = result
+
+
+class ReprocessTask(Entity):
+    """Re-embedding a collection's source objects with its (new) feature extractor."""
+
+    KIND = Kind.TASK
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        collection_id: str
+
+    def __init__(self, namespace_id: str, collection_id: str) -> None:
+        self.namespace_id = namespace_id
+        self.collection_id = collection_id
+        self.status = TaskStatus.IN_PROGRESS
+        self.done = 0
+        self.total = 0
+
+    def record(self, done: int, total: int, finished: bool) -> bool:
+        """Progress; True when this report finished the task."""
+        if self.status != TaskStatus.IN_PROGRESS or done < self.done:
+            return False  # late or repeated
+        if finished:
+            self._completed(points=done)
+            return True
+        self._progressed(done=done, total=total)
+        return False
+
+    @event("Progressed")
+    def _progressed(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    @event("Completed")
+    def _completed(self, points: int) -> None:
+        self.status = TaskStatus.COMPLETED
+        self.done = self.total = points
 
 
 class CommandReceipt(Aggregate):

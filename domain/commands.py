@@ -246,6 +246,17 @@ class CloneTaxonomy(InNamespace, TaxonomyCloneRequest):
 # --- tasks (reported by the vector processor) --------------------------------
 
 
+class TriggerReprocess(InNamespace):
+    collection_identifier: Identifier
+
+
+class ReportReprocessProgress(Body):
+    task_id: Identifier
+    done: Annotated[int, Field(ge=0)]
+    total: Annotated[int, Field(ge=0)]
+    finished: bool
+
+
 class ReportCopyProgress(Body):
     task_id: Identifier
     collection_id: Identifier
@@ -273,10 +284,12 @@ BODIES: dict[str, type[Body]] = {
     "taxonomies.update": UpdateTaxonomy,
     "taxonomies.clone": CloneTaxonomy,
     "tasks.copy_progress": ReportCopyProgress,
+    "collections.trigger": TriggerReprocess,
+    "tasks.reprocess_progress": ReportReprocessProgress,
 }
 
 # Sent by envbranch's own processors (the vector processor reports copy progress).
-INTERNAL_COMMANDS = frozenset({"tasks.copy_progress"})
+INTERNAL_COMMANDS = frozenset({"tasks.copy_progress", "tasks.reprocess_progress"})
 
 # What a resource computes never changes; an update that tries gets a pointer to clone.
 IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {

@@ -11,6 +11,7 @@ from domain.aggregates import (
     CloneTask,
     Collection,
     Namespace,
+    ReprocessTask,
     Resource,
     Retriever,
     Taxonomy,
@@ -176,6 +177,28 @@ def report_copy_progress(unit: Unit, body: c.ReportCopyProgress) -> None:
     task.record_copy(body.collection_id, body.copied, body.total, body.done)
 
 
+def trigger_reprocess(unit: Unit, body: c.TriggerReprocess) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    collection = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    assert isinstance(collection, Collection)
+    task = ReprocessTask(namespace_id=namespace.id, collection_id=collection.id)
+    collection.start_reprocessing(task.id)
+    unit.add(task)
+
+
+def report_reprocess_progress(unit: Unit, body: c.ReportReprocessProgress) -> None:
+    task = unit.get(body.task_id, ReprocessTask)
+    if task is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND, f"task {body.task_id!r} not found", field="body.task_id"
+        )
+    unit.namespace_id = task.namespace_id
+    if task.record(body.done, body.total, body.finished):
+        collection = unit.get(task.collection_id, Collection)
+        assert collection is not None
+        collection.reprocessed(task.id)
+
+
 def update_resource(kind: Kind) -> Callable[[Unit, Any], None]:
     """Renames and re-describes a resource: the only changes a resource allows."""
     identifier_field = f"{kind.value}_identifier"
@@ -237,4 +260,6 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "taxonomies.update": update_resource(Kind.TAXONOMY),
     "taxonomies.clone": clone_taxonomy,
     "tasks.copy_progress": report_copy_progress,
+    "collections.trigger": trigger_reprocess,
+    "tasks.reprocess_progress": report_reprocess_progress,
 }

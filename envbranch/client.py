@@ -225,6 +225,11 @@ class Collections(Clonable[s.Collection]):
         path = f"{self._path}/{identifier}/documents"
         return _ingest(self._client, path, {"documents": documents}, namespace)
 
+    def trigger(self, identifier: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """Re-embed from the source objects (after an extractor swap); wait on the task_id."""
+        path = f"{self._path}/{identifier}/trigger"
+        return self._client.request("POST", path, _Json, namespace=namespace).model_dump()
+
     def delete_documents(
         self, identifier: str, document_ids: list[str], *, namespace: str | None = None
     ) -> Any:

@@ -101,9 +101,10 @@ def create_faust_app(
 
         @app.agent(events, concurrency=1, name="vectors")
         async def materialize_vectors(stream: faust.StreamT[bytes]) -> None:
-            reporter = CopyReporter(bootstrap_servers, topics, asyncio.get_running_loop())
+            reporter = TaskReporter(bootstrap_servers, topics, asyncio.get_running_loop())
             await reporter.start()
-            vectors.on_copy_progress = reporter.report
+            vectors.on_copy_progress = reporter.copy_progress
+            vectors.on_reprocess_progress = reporter.reprocess_progress
             try:
                 async for batch in stream.take(BATCH, within=BATCH_SECONDS):
                     envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
@@ -114,9 +115,10 @@ def create_faust_app(
     return app
 
 
-class CopyReporter:
-    """Sends a namespace clone's copy progress back as commands (processors talk through
-    the topics). Called from the worker thread that copies; waits until Kafka has it."""
+class TaskReporter:
+    """Sends the progress of vector work back as commands (processors talk through the
+    topics). Called from the worker thread doing the work; waits until Kafka has it.
+    Command IDs are deterministic: a report sent again after a crash is the same command."""
 
     def __init__(self, bootstrap: str, topics: Topics, loop: asyncio.AbstractEventLoop) -> None:
         self.topics = topics
@@ -129,7 +131,7 @@ class CopyReporter:
     async def stop(self) -> None:
         await self.producer.stop()
 
-    def report(self, task_id: str, collection_id: str, progress: CopyProgress) -> None:
+    def copy_progress(self, task_id: str, collection_id: str, progress: CopyProgress) -> None:
         body = {
             "task_id": task_id,
             "collection_id": collection_id,
@@ -137,10 +139,18 @@ class CopyReporter:
             "total": progress.total,
             "done": progress.done,
         }
+        step = f"{collection_id}:{progress.copied}:{int(progress.done)}"
+        self._send("tasks.copy_progress", f"copy:{task_id}:{step}", task_id, body)
+
+    def reprocess_progress(self, task_id: str, done: int, total: int, finished: bool) -> None:
+        body = {"task_id": task_id, "done": done, "total": total, "finished": finished}
+        command_id = f"reprocess:{task_id}:{done}:{int(finished)}"
+        self._send("tasks.reprocess_progress", command_id, task_id, body)
+
+    def _send(self, type_: str, command_id: str, task_id: str, body: dict[str, Any]) -> None:
         command = {
-            # Deterministic: a report sent again after a crash is the same command.
-            "command_id": f"copy:{task_id}:{collection_id}:{progress.copied}:{int(progress.done)}",
-            "type": "tasks.copy_progress",
+            "command_id": command_id,
+            "type": type_,
             "body": body,
             "actor": "envbranch-vector-processor",
         }

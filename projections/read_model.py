@@ -198,6 +198,8 @@ def project(cur: Cursor, e: EventEnvelope) -> None:
         _project_resource(cur, e, aggregate, what)
     elif aggregate == "CloneTask":
         _project_task(cur, e, what)
+    elif aggregate == "ReprocessTask":
+        _project_reprocess(cur, e, what)
     elif aggregate == "CommandReceipt":
         cur.execute(
             "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?)",
@@ -241,6 +243,14 @@ def _project_resource(cur: Cursor, e: EventEnvelope, aggregate: str, what: str) 
                 "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [e.aggregate_id, source, kind, e.namespace_id, e.position, occurred_at, e.actor],
             )
+    elif what in ("ReprocessStarted", "Reprocessed"):
+        status = "reprocessing" if what == "ReprocessStarted" else "ready"
+        extra = ", vector_mode = 'own'" if what == "Reprocessed" else ""
+        cur.execute(
+            f"UPDATE collections SET status = ?{extra}, updated_at = ?, version = ? "
+            "WHERE collection_id = ?",
+            [status, occurred_at, e.aggregate_version, e.aggregate_id],
+        )
     elif what in ("Renamed", "DescriptionChanged"):
         field = fields[0] if what == "Renamed" else "description"
         cur.execute(
@@ -295,6 +305,41 @@ def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
             "UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ?",
             ["COMPLETED", to_column(e.data["result"]), occurred_at, e.aggregate_id],
         )
+
+
+def _project_reprocess(cur: Cursor, e: EventEnvelope, what: str) -> None:
+    occurred_at = e.occurred_at.isoformat()
+    if what == "Created":
+        cur.execute(
+            "INSERT INTO tasks (task_id, namespace_id, task_type, status, progress, result, "
+            "created_at, updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                e.aggregate_id,
+                e.namespace_id,
+                "reprocess",
+                "IN_PROGRESS",
+                to_column({"documents_done": 0, "documents_total": 0, "percent": 0.0}),
+                to_column({"collection_id": e.data["collection_id"]}),
+                occurred_at,
+                occurred_at,
+                e.actor,
+            ],
+        )
+        return
+    done = e.data.get("done", e.data.get("points", 0))
+    total = e.data.get("total", done)
+    finished = what == "Completed"
+    percent = 100.0 if finished else (round(100.0 * done / total, 1) if total else 0.0)
+    progress = {"documents_done": done, "documents_total": total, "percent": percent}
+    cur.execute(
+        "UPDATE tasks SET status = ?, progress = ?, updated_at = ? WHERE task_id = ?",
+        [
+            "COMPLETED" if finished else "IN_PROGRESS",
+            to_column(progress),
+            occurred_at,
+            e.aggregate_id,
+        ],
+    )
 
 
 def _progress(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -91,7 +91,8 @@ class Task(Model):
     target_namespace_id: str | None = None
     include_resources: dict[str, bool] | None = None
     progress: dict[str, Any] | None = None
-    result: DeepCloneResult | None = None
+    # namespace_clone: the DeepCloneResult; reprocess: {"collection_id": ...}
+    result: DeepCloneResult | dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
 

@@ -11,6 +11,7 @@ vector store the vector processor writes (with Qdrant Edge: the same process).
 # mypy: disable-error-code="valid-type,index"
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -149,6 +150,30 @@ def add_vector_routes(
         return await documents_command(
             "collections.documents.delete", identifier, body, ns, who, idem
         )
+
+    @app.post("/v1/collections/{identifier}/trigger", status_code=202)
+    async def trigger_reprocess(
+        identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+    ) -> Any:
+        """Re-embed the collection's source objects with its extractor, as a task."""
+        collection = await find(Kind.COLLECTION, ns, identifier)
+        payload = {
+            "namespace_identifier": ns["namespace_id"],
+            "collection_identifier": collection["collection_id"],
+        }
+        await write("collections.trigger", payload, who, idem, ns["namespace_id"])
+        marker = json.dumps({"collection_id": collection["collection_id"]}, sort_keys=True)
+        rows = await asyncio.to_thread(
+            db.query,
+            "SELECT task_id, status FROM tasks WHERE task_type = 'reprocess' AND result = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            [marker],
+        )
+        return {
+            "task_id": rows[0]["task_id"],
+            "collection_id": collection["collection_id"],
+            "status": rows[0]["status"],
+        }
 
     async def collections_of(ns: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}

@@ -1162,3 +1162,25 @@ def test_a_namespace_clone_that_reuses_vectors_completes_at_once(app):
     clone_namespace(app, "prod", "dev", vectors="reuse")
     assert clone_task(app, "dev").status == "COMPLETED"
     assert resource(app, "dev", Kind.COLLECTION, "docs").vector_mode == "reuse"
+
+
+def test_triggering_reprocessing_runs_a_task_that_makes_the_collection_ready(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs"}
+    new = {**CLIP, "version": "v2"}
+    run(app, "collections.clone", {**body, "collection_name": "v2", "feature_extractor": new})
+    target = {"namespace_identifier": "prod", "collection_identifier": "v2"}
+    run(app, "collections.trigger", target)
+    collection = resource(app, "prod", Kind.COLLECTION, "v2")
+    assert collection.status == "reprocessing"
+    task_id = collection.reprocess_task_id
+    again = rejected(app, "collections.trigger", target)
+    assert again.code == ErrorCode.NOT_READY and "already" in again.message
+    progress = {"task_id": task_id, "done": 3, "total": 6, "finished": False}
+    run(app, "tasks.reprocess_progress", progress)
+    assert resource(app, "prod", Kind.COLLECTION, "v2").status == "reprocessing"
+    run(app, "tasks.reprocess_progress", {**progress, "done": 6, "finished": True})
+    ready = resource(app, "prod", Kind.COLLECTION, "v2")
+    assert (ready.status, ready.vector_mode) == ("ready", "own")
+    last = [e.type for e in envelopes(app)[-3:]]
+    assert last == ["ReprocessTask.Completed", "Collection.Reprocessed", "CommandReceipt.Accepted"]

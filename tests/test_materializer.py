@@ -229,3 +229,22 @@ def test_redelivered_events_change_nothing(world: World) -> None:
     assert world.materializer.apply(world.events()) == 0
     assert world.materializer.position() == position
     assert world.docs(world.collection_id("prod", "docs")) == before
+
+
+def test_reprocessing_re_embeds_the_source_objects_with_the_new_extractor(world: World) -> None:
+    setup(world, objects=300)
+    world.run(
+        "collections.clone",
+        inside(
+            {"collection_identifier": "docs", "collection_name": "v2", "feature_extractor": OTHER}
+        ),
+    )
+    world.run("collections.trigger", inside({"collection_identifier": "v2"}))
+    reports: list[tuple[int, int, bool]] = []
+    world.materializer.on_reprocess_progress = lambda task, d, t, f: reports.append((d, t, f))
+    world.feed()
+    docs = world.docs(world.collection_id("prod", "v2"))
+    assert len(docs) == 300
+    assert {len(d["vector"]) for d in docs.values()} == {32}  # the new extractor's size
+    assert reports[-1] == (300, 300, True)
+    assert [d for d, _, _ in reports] == sorted(d for d, _, _ in reports)

@@ -153,3 +153,27 @@ def test_a_flat_taxonomy_classifies_documents_against_its_reference_collection(
         namespace=ns,
     )
     assert [r["topic"] for r in answer["results"]] == ["cooking", "kafka"]
+
+
+def test_after_an_extractor_swap_the_trigger_task_makes_the_retriever_work(
+    client: Client,
+) -> None:
+    ns = environment(client)
+    swapped = {**TEXT, "params": {"dim": 128}}
+    client.collections.clone(
+        "docs", {"collection_name": "docs-v2", "feature_extractor": swapped}, namespace=ns
+    )
+    client.retrievers.clone(
+        "search",
+        {"retriever_name": "search-v2", "collection_identifiers": ["docs-v2"]},
+        namespace=ns,
+    )
+    with pytest.raises(EnvbranchError):
+        client.retrievers.execute("search-v2", {"query": "bread"}, namespace=ns)
+    started = client.collections.trigger("docs-v2", namespace=ns)
+    task = client.tasks.wait(started["task_id"], timeout=120)
+    assert task.status == "COMPLETED" and task.task_type == "reprocess"
+    assert task.progress is not None and task.progress["documents_done"] == 6
+    assert client.collections.get("docs-v2", namespace=ns).status == "ready"
+    results = search(client, ns, "search-v2", "bake the bread")
+    assert results[0][1] == "cooking" and len(results) == 6

@@ -36,6 +36,8 @@ SCHEMA = [
 COPY_BATCH = 1024
 
 Progress = Callable[[str, str, CopyProgress], None]  # (task_id, clone collection_id, progress)
+# (task_id, documents embedded, total, finished)
+ReprocessProgress = Callable[[str, int, int, bool], None]
 
 
 def store_name(feature_extractor: dict[str, Any]) -> str:
@@ -44,12 +46,17 @@ def store_name(feature_extractor: dict[str, Any]) -> str:
 
 class VectorMaterializer:
     def __init__(
-        self, vectors: VectorStore, db: Database, on_copy_progress: Progress | None = None
+        self,
+        vectors: VectorStore,
+        db: Database,
+        on_copy_progress: Progress | None = None,
+        on_reprocess_progress: ReprocessProgress | None = None,
     ) -> None:
         self.vectors = vectors
         self.db = db
         self.cow = CopyOnWrite(vectors, db)
         self.on_copy_progress = on_copy_progress
+        self.on_reprocess_progress = on_reprocess_progress
 
     def create_schema(self) -> None:
         self.cow.create_schema()
@@ -179,7 +186,45 @@ class VectorMaterializer:
                 if progress.done:
                     break
 
-    def _fill_from_source(self, collection_id: str, source: dict[str, Any]) -> None:
+    def _on_ReprocessTask_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+        """Re-embed the collection's source objects with its extractor, reporting progress."""
+        collection_id = e.data["collection_id"]
+        row = self._collection(collection_id)
+        total = self._source_size(row["source"])
+        done = 0
+
+        def report(count: int) -> None:
+            nonlocal done
+            done += count
+            if self.on_reprocess_progress is not None:
+                self.on_reprocess_progress(e.aggregate_id, done, total, False)
+
+        self._fill_from_source(collection_id, row["source"], report)
+        with self.db.transaction() as cur:
+            cur.execute(
+                "UPDATE vector_collections SET status = 'ready' WHERE collection_id = ?",
+                [collection_id],
+            )
+        if self.on_reprocess_progress is not None:
+            self.on_reprocess_progress(e.aggregate_id, done, total, True)
+
+    def _source_size(self, source: dict[str, Any]) -> int:
+        size = 0
+        for bucket_id in source.get("bucket_ids", []):
+            rows = self.db.query(
+                "SELECT COUNT(*) AS n FROM vector_objects WHERE bucket_id = ?", [bucket_id]
+            )
+            size += int(rows[0]["n"])
+        if source.get("collection_id"):
+            size += self.cow.count(source["collection_id"])
+        return size
+
+    def _fill_from_source(
+        self,
+        collection_id: str,
+        source: dict[str, Any],
+        report: Callable[[int], None] | None = None,
+    ) -> None:
         row = self._collection(collection_id)
         for bucket_id in source.get("bucket_ids", []):
             objects = self.db.query(
@@ -191,6 +236,8 @@ class VectorMaterializer:
                     for o in objects[start : start + 256]
                 ]
                 self._write_objects(row, bucket_id, batch)
+                if report is not None:
+                    report(len(batch))
         if source.get("collection_id"):
             parent = source["collection_id"]
             docs = [
@@ -200,6 +247,8 @@ class VectorMaterializer:
             ]
             for start in range(0, len(docs), 256):
                 self._write_documents(collection_id, docs[start : start + 256])
+                if report is not None:
+                    report(len(docs[start : start + 256]))
 
     def _collection(self, collection_id: str) -> dict[str, Any]:
         rows = self.db.query(
