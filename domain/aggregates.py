@@ -397,22 +397,22 @@ class Collection(Resource, created_event_name="Created"):
         self.vector_mode = VectorMode.OWN
 
     def write_documents(self, documents: list[dict[str, Any]]) -> None:
-        self._refuse_unless_ready()
+        self.refuse_unless_ready()
         with_ids = [
             {**d, "document_id": d.get("document_id") or new_id(Kind.OBJECT)} for d in documents
         ]
         self._documents_written(documents=with_ids)
 
     def delete_documents(self, document_ids: list[str]) -> None:
-        self._refuse_unless_ready()
+        self.refuse_unless_ready()
         self._documents_deleted(document_ids=document_ids)
 
-    def _refuse_unless_ready(self) -> None:
+    def refuse_unless_ready(self) -> None:
         if self.status != CollectionStatus.READY:
             raise CommandRejected(
                 ErrorCode.NOT_READY,
                 f"collection {self.collection_name!r} is {self.status}: its vectors come from a "
-                "new feature extractor and must be reprocessed before documents are written",
+                "new feature extractor and must be reprocessed first (collections.trigger)",
                 field="body.collection_identifier",
             )
 
@@ -634,7 +634,30 @@ class CloneTask(Entity):
         self.result = result
 
 
-class ReprocessTask(Entity):
+class WorkTask(Entity):
+    """A task the vector processor works through, reporting how far it got."""
+
+    status: str
+    done: int
+
+    def record(self, done: int, total: int, finished: bool) -> bool:
+        """Progress; True when this report finished the task."""
+        if self.status != TaskStatus.IN_PROGRESS or done < self.done:
+            return False  # late or repeated
+        if finished:
+            self._completed(points=done)
+            return True
+        self._progressed(done=done, total=total)
+        return False
+
+    def _progressed(self, done: int, total: int) -> None:
+        raise NotImplementedError
+
+    def _completed(self, points: int) -> None:
+        raise NotImplementedError
+
+
+class ReprocessTask(WorkTask):
     """Re-embedding a collection's source objects with its (new) feature extractor."""
 
     KIND = Kind.TASK
@@ -650,15 +673,34 @@ class ReprocessTask(Entity):
         self.done = 0
         self.total = 0
 
-    def record(self, done: int, total: int, finished: bool) -> bool:
-        """Progress; True when this report finished the task."""
-        if self.status != TaskStatus.IN_PROGRESS or done < self.done:
-            return False  # late or repeated
-        if finished:
-            self._completed(points=done)
-            return True
-        self._progressed(done=done, total=total)
-        return False
+    # Decorated here, not on WorkTask: events are named after the class that declares them.
+    @event("Progressed")
+    def _progressed(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    @event("Completed")
+    def _completed(self, points: int) -> None:
+        self.status = TaskStatus.COMPLETED
+        self.done = self.total = points
+
+
+class ApplyTaxonomyTask(WorkTask):
+    """Classifying every document of a collection with a taxonomy, enriching them."""
+
+    KIND = Kind.TASK
+
+    class Created(Aggregate.Created):
+        namespace_id: str
+        collection_id: str
+        taxonomy_id: str
+
+    def __init__(self, namespace_id: str, collection_id: str, taxonomy_id: str) -> None:
+        self.namespace_id = namespace_id
+        self.collection_id = collection_id
+        self.taxonomy_id = taxonomy_id
+        self.status = TaskStatus.IN_PROGRESS
+        self.done = 0
+        self.total = 0
 
     @event("Progressed")
     def _progressed(self, done: int, total: int) -> None:

@@ -250,6 +250,14 @@ class TriggerReprocess(InNamespace):
     collection_identifier: Identifier
 
 
+class ApplyTaxonomyRequest(Body):
+    taxonomy_identifier: Identifier
+
+
+class ApplyTaxonomy(InNamespace, ApplyTaxonomyRequest):
+    collection_identifier: Identifier
+
+
 class ReportReprocessProgress(Body):
     task_id: Identifier
     done: Annotated[int, Field(ge=0)]
@@ -286,10 +294,14 @@ BODIES: dict[str, type[Body]] = {
     "tasks.copy_progress": ReportCopyProgress,
     "collections.trigger": TriggerReprocess,
     "tasks.reprocess_progress": ReportReprocessProgress,
+    "collections.apply_taxonomy": ApplyTaxonomy,
+    "tasks.apply_progress": ReportReprocessProgress,
 }
 
 # Sent by envbranch's own processors (the vector processor reports copy progress).
-INTERNAL_COMMANDS = frozenset({"tasks.copy_progress", "tasks.reprocess_progress"})
+INTERNAL_COMMANDS = frozenset(
+    {"tasks.copy_progress", "tasks.reprocess_progress", "tasks.apply_progress"}
+)
 
 # What a resource computes never changes; an update that tries gets a pointer to clone.
 IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain import commands as c
 from domain.aggregates import (
+    ApplyTaxonomyTask,
     Bucket,
     CloneTask,
     Collection,
@@ -199,6 +200,25 @@ def report_reprocess_progress(unit: Unit, body: c.ReportReprocessProgress) -> No
         collection.reprocessed(task.id)
 
 
+def apply_taxonomy(unit: Unit, body: c.ApplyTaxonomy) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    collection = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    taxonomy = _resource(unit, namespace, Kind.TAXONOMY, body.taxonomy_identifier)
+    assert isinstance(collection, Collection)
+    collection.refuse_unless_ready()
+    unit.add(ApplyTaxonomyTask(namespace.id, collection.id, taxonomy.id))
+
+
+def report_apply_progress(unit: Unit, body: c.ReportReprocessProgress) -> None:
+    task = unit.get(body.task_id, ApplyTaxonomyTask)
+    if task is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND, f"task {body.task_id!r} not found", field="body.task_id"
+        )
+    unit.namespace_id = task.namespace_id
+    task.record(body.done, body.total, body.finished)
+
+
 def update_resource(kind: Kind) -> Callable[[Unit, Any], None]:
     """Renames and re-describes a resource: the only changes a resource allows."""
     identifier_field = f"{kind.value}_identifier"
@@ -262,4 +282,6 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "tasks.copy_progress": report_copy_progress,
     "collections.trigger": trigger_reprocess,
     "tasks.reprocess_progress": report_reprocess_progress,
+    "collections.apply_taxonomy": apply_taxonomy,
+    "tasks.apply_progress": report_apply_progress,
 }

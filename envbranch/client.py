@@ -230,6 +230,16 @@ class Collections(Clonable[s.Collection]):
         path = f"{self._path}/{identifier}/trigger"
         return self._client.request("POST", path, _Json, namespace=namespace).model_dump()
 
+    def apply_taxonomy(
+        self, identifier: str, taxonomy_identifier: str, *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Classify every document with the taxonomy, as a task; wait on the task_id."""
+        path = f"{self._path}/{identifier}/apply-taxonomy"
+        body = {"taxonomy_identifier": taxonomy_identifier}
+        return self._client.request(
+            "POST", path, _Json, json=body, namespace=namespace
+        ).model_dump()
+
     def delete_documents(
         self, identifier: str, document_ids: list[str], *, namespace: str | None = None
     ) -> Any:

@@ -105,6 +105,7 @@ def create_faust_app(
             await reporter.start()
             vectors.on_copy_progress = reporter.copy_progress
             vectors.on_reprocess_progress = reporter.reprocess_progress
+            vectors.on_apply_progress = reporter.apply_progress
             try:
                 async for batch in stream.take(BATCH, within=BATCH_SECONDS):
                     envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
@@ -146,6 +147,10 @@ class TaskReporter:
         body = {"task_id": task_id, "done": done, "total": total, "finished": finished}
         command_id = f"reprocess:{task_id}:{done}:{int(finished)}"
         self._send("tasks.reprocess_progress", command_id, task_id, body)
+
+    def apply_progress(self, task_id: str, done: int, total: int, finished: bool) -> None:
+        body = {"task_id": task_id, "done": done, "total": total, "finished": finished}
+        self._send("tasks.apply_progress", f"apply:{task_id}:{done}:{int(finished)}", task_id, body)
 
     def _send(self, type_: str, command_id: str, task_id: str, body: dict[str, Any]) -> None:
         command = {

@@ -198,8 +198,8 @@ def project(cur: Cursor, e: EventEnvelope) -> None:
         _project_resource(cur, e, aggregate, what)
     elif aggregate == "CloneTask":
         _project_task(cur, e, what)
-    elif aggregate == "ReprocessTask":
-        _project_reprocess(cur, e, what)
+    elif aggregate in WORK_TASKS:
+        _project_work(cur, e, what, WORK_TASKS[aggregate])
     elif aggregate == "CommandReceipt":
         cur.execute(
             "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?)",
@@ -307,7 +307,10 @@ def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
         )
 
 
-def _project_reprocess(cur: Cursor, e: EventEnvelope, what: str) -> None:
+WORK_TASKS = {"ReprocessTask": "reprocess", "ApplyTaxonomyTask": "apply_taxonomy"}
+
+
+def _project_work(cur: Cursor, e: EventEnvelope, what: str, task_type: str) -> None:
     occurred_at = e.occurred_at.isoformat()
     if what == "Created":
         cur.execute(
@@ -316,10 +319,10 @@ def _project_reprocess(cur: Cursor, e: EventEnvelope, what: str) -> None:
             [
                 e.aggregate_id,
                 e.namespace_id,
-                "reprocess",
+                task_type,
                 "IN_PROGRESS",
                 to_column({"documents_done": 0, "documents_total": 0, "percent": 0.0}),
-                to_column({"collection_id": e.data["collection_id"]}),
+                to_column(e.data),  # what the task works on: collection_id (taxonomy_id)
                 occurred_at,
                 occurred_at,
                 e.actor,

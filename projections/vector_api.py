@@ -162,18 +162,40 @@ def add_vector_routes(
             "collection_identifier": collection["collection_id"],
         }
         await write("collections.trigger", payload, who, idem, ns["namespace_id"])
-        marker = json.dumps({"collection_id": collection["collection_id"]}, sort_keys=True)
+        return await latest_task("reprocess", {"collection_id": collection["collection_id"]})
+
+    async def latest_task(task_type: str, works_on: dict[str, str]) -> dict[str, Any]:
+        marker = json.dumps(works_on, sort_keys=True)
         rows = await asyncio.to_thread(
             db.query,
-            "SELECT task_id, status FROM tasks WHERE task_type = 'reprocess' AND result = ? "
+            "SELECT task_id, status FROM tasks WHERE task_type = ? AND result = ? "
             "ORDER BY created_at DESC LIMIT 1",
-            [marker],
+            [task_type, marker],
         )
-        return {
-            "task_id": rows[0]["task_id"],
-            "collection_id": collection["collection_id"],
-            "status": rows[0]["status"],
+        return {"task_id": rows[0]["task_id"], "status": rows[0]["status"], **works_on}
+
+    @app.post("/v1/collections/{identifier}/apply-taxonomy", status_code=202)
+    async def apply_taxonomy(
+        identifier: str,
+        body: c.ApplyTaxonomyRequest,
+        ns: InNamespace,
+        who: Who,
+        idem: IdempotencyKey = None,
+    ) -> Any:
+        """Classify every document of the collection with the taxonomy, as a task."""
+        collection = await find(Kind.COLLECTION, ns, identifier)
+        taxonomy = await find(Kind.TAXONOMY, ns, body.taxonomy_identifier)
+        payload = {
+            "namespace_identifier": ns["namespace_id"],
+            "collection_identifier": collection["collection_id"],
+            "taxonomy_identifier": taxonomy["taxonomy_id"],
         }
+        await write("collections.apply_taxonomy", payload, who, idem, ns["namespace_id"])
+        works_on = {
+            "collection_id": collection["collection_id"],
+            "taxonomy_id": taxonomy["taxonomy_id"],
+        }
+        return await latest_task("apply_taxonomy", works_on)
 
     async def collections_of(ns: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}

@@ -177,3 +177,43 @@ def test_after_an_extractor_swap_the_trigger_task_makes_the_retriever_work(
     assert client.collections.get("docs-v2", namespace=ns).status == "ready"
     results = search(client, ns, "search-v2", "bake the bread")
     assert results[0][1] == "cooking" and len(results) == 6
+
+
+def test_applying_a_taxonomy_enriches_every_document_of_a_clone_and_not_its_source(
+    client: Client,
+) -> None:
+    ns = environment(client)
+    client.taxonomies.create(
+        {
+            "taxonomy_name": "topics",
+            "config": {
+                "taxonomy_type": "flat",
+                "retriever_id": "search",
+                "input_mappings": [
+                    {"input_key": "query", "source_type": "payload", "path": "text"}
+                ],
+                "source_collection": {
+                    "collection_id": "docs",
+                    "enrichment_fields": [{"field_path": "topic", "target_field": "predicted"}],
+                },
+            },
+        },
+        namespace=ns,
+    )
+    client.collections.clone("docs", {"collection_name": "labelled"}, namespace=ns)
+    started = client.collections.apply_taxonomy("labelled", "topics", namespace=ns)
+    task = client.tasks.wait(started["task_id"], timeout=120)
+    assert task.status == "COMPLETED" and task.task_type == "apply_taxonomy"
+    assert task.progress is not None and task.progress["documents_done"] == 6
+    client.retrievers.create(
+        {
+            "retriever_name": "labelled-search",
+            "collection_identifiers": ["labelled"],
+            "stages": [SEARCH],
+        },
+        namespace=ns,
+    )
+    labelled = client.retrievers.execute("labelled-search", {"query": "x"}, namespace=ns)
+    assert all(d["payload"]["predicted"] == d["payload"]["topic"] for d in labelled["documents"])
+    source = client.retrievers.execute("search", {"query": "x"}, namespace=ns)
+    assert all("predicted" not in d["payload"] for d in source["documents"])

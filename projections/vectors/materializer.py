@@ -32,6 +32,8 @@ SCHEMA = [
         text TEXT, metadata TEXT, PRIMARY KEY (bucket_id, object_id))""",
     """CREATE TABLE IF NOT EXISTS vector_collections (collection_id TEXT PRIMARY KEY,
         source TEXT, feature_extractor TEXT, status TEXT)""",
+    # What retrievers and taxonomies compute, to apply a taxonomy to a collection.
+    "CREATE TABLE IF NOT EXISTS vector_definitions (resource_id TEXT PRIMARY KEY, body TEXT)",
 ]
 COPY_BATCH = 1024
 
@@ -57,6 +59,7 @@ class VectorMaterializer:
         self.cow = CopyOnWrite(vectors, db)
         self.on_copy_progress = on_copy_progress
         self.on_reprocess_progress = on_reprocess_progress
+        self.on_apply_progress: ReprocessProgress | None = None
 
     def create_schema(self) -> None:
         self.cow.create_schema()
@@ -185,6 +188,66 @@ class VectorMaterializer:
                     self.on_copy_progress(e.aggregate_id, clone, progress)
                 if progress.done:
                     break
+
+    def _define(self, e: EventEnvelope, fields: tuple[str, ...], id_field: str) -> None:
+        body = {id_field: e.aggregate_id, **{f: e.data[f] for f in fields}}
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM vector_definitions WHERE resource_id = ?", [e.aggregate_id])
+            cur.execute(
+                "INSERT INTO vector_definitions VALUES (?, ?)", [e.aggregate_id, json.dumps(body)]
+            )
+
+    def _on_Retriever_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+        self._define(e, ("collection_ids", "stages", "input_schema"), "retriever_id")
+
+    _on_Retriever_Cloned = _on_Retriever_Created
+
+    def _on_Taxonomy_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+        self._define(e, ("config",), "taxonomy_id")
+
+    _on_Taxonomy_Cloned = _on_Taxonomy_Created
+
+    def _definition(self, resource_id: str) -> dict[str, Any]:
+        rows = self.db.query(
+            "SELECT body FROM vector_definitions WHERE resource_id = ?", [resource_id]
+        )
+        return dict(json.loads(rows[0]["body"]))
+
+    def _on_ApplyTaxonomyTask_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+        """Classify every document of the collection; write the enrichment into its payload."""
+        from projections.vectors.retrieval import RetrieverRunner
+        from projections.vectors.taxonomy import TaxonomyRunner
+
+        taxonomy = self._definition(e.data["taxonomy_id"])
+        config = taxonomy["config"]
+        retriever_ids = {config.get("retriever_id")} | {
+            n.get("retriever_id") for n in config.get("hierarchical_nodes") or []
+        }
+        retrievers = {r: self._definition(r) for r in retriever_ids if r}
+        collections = {
+            row["collection_id"]: {
+                "collection_id": row["collection_id"],
+                "feature_extractor": json.loads(row["feature_extractor"]),
+                "status": row["status"],
+            }
+            for row in self.db.query("SELECT * FROM vector_collections")
+        }
+        runner = TaxonomyRunner(RetrieverRunner(self.cow))
+        target = e.data["collection_id"]
+        documents = list(self.cow.documents(target))
+        done = 0
+        for start in range(0, len(documents), 256):
+            batch = []
+            for doc in documents[start : start + 256]:
+                enrichment = runner.classify(taxonomy, doc.payload, retrievers, collections)
+                enrichment.pop("_taxonomy", None)
+                batch.append(VectorPoint(doc.id, doc.vector, {**doc.payload, **enrichment}))
+            self.cow.write(target, batch)
+            done += len(batch)
+            if self.on_apply_progress is not None:
+                self.on_apply_progress(e.aggregate_id, done, len(documents), False)
+        if self.on_apply_progress is not None:
+            self.on_apply_progress(e.aggregate_id, done, len(documents), True)
 
     def _on_ReprocessTask_Created(self, e: EventEnvelope) -> None:  # noqa: N802
         """Re-embed the collection's source objects with its extractor, reporting progress."""
