@@ -8,6 +8,7 @@ instance, so ``close()`` must run before another ``EdgeStore`` opens the same ro
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -83,6 +84,7 @@ def _condition(cond: Condition) -> Any:
     raise TypeError(f"unsupported filter condition: {cond!r}")
 
 
+@functools.lru_cache(maxsize=256)  # filters are frozen values; a clone's is reused per query
 def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
     if flt is None or not (flt.must or flt.must_not):
         return None

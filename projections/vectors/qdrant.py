@@ -7,6 +7,7 @@ it accepts payload indexes but ignores them (it filters by scanning, so filters 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -80,6 +81,7 @@ def _condition(cond: Condition) -> models.Condition:
     raise TypeError(f"unsupported filter condition: {cond!r}")
 
 
+@functools.lru_cache(maxsize=256)  # filters are frozen values; a clone's is reused per query
 def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
     if flt is None or not (flt.must or flt.must_not):
         return None

@@ -51,6 +51,8 @@ SCHEMA = [
         PRIMARY KEY (collection_id, point_id))""",
     """CREATE TABLE IF NOT EXISTS vector_copies (copy_id TEXT PRIMARY KEY, source TEXT,
         target TEXT, cursor TEXT, copied INTEGER, total INTEGER, done INTEGER)""",
+    # Bumped by every change of views or hidden points: readers cache what it still matches.
+    "CREATE TABLE IF NOT EXISTS vector_catalog (id INTEGER PRIMARY KEY, version INTEGER)",
 ]
 
 
@@ -88,11 +90,20 @@ class CopyOnWrite:
     def __init__(self, vectors: VectorStore, db: Database) -> None:
         self.vectors = vectors
         self.db = db
+        self._visible: dict[str, tuple[int, str, Filter]] = {}  # id -> (version, store, filter)
 
     def create_schema(self) -> None:
         with self.db.transaction() as cur:
             for statement in SCHEMA:
                 cur.execute(statement)
+            if not cur.query("SELECT version FROM vector_catalog WHERE id = 1"):
+                cur.execute("INSERT INTO vector_catalog VALUES (1, 0)")
+
+    def _changed(self, cur: Any) -> None:
+        cur.execute("UPDATE vector_catalog SET version = version + 1 WHERE id = 1")
+
+    def _version(self) -> int:
+        return int(self.db.query("SELECT version FROM vector_catalog WHERE id = 1")[0]["version"])
 
     # --- the catalog --------------------------------------------------------
 
@@ -116,6 +127,7 @@ class CopyOnWrite:
         return [r["point_id"] for r in rows]
 
     def _save_view(self, cur: Any, view: View) -> None:
+        self._changed(cur)
         cur.execute("DELETE FROM vector_views WHERE collection_id = ?", [view.collection_id])
         cur.execute(
             "INSERT INTO vector_views VALUES (?, ?, ?)",
@@ -163,7 +175,10 @@ class CopyOnWrite:
             return
         candidates = [point_id(layer, d) for d in doc_ids for layer in lower]
         found = {p.id for p in self.vectors.retrieve(view.store, candidates)}
+        if not found:
+            return
         with self.db.transaction() as cur:
+            self._changed(cur)
             for doc in doc_ids:
                 for layer in lower:  # topmost first: only that version can be visible
                     pid = point_id(layer, doc)
@@ -178,11 +193,21 @@ class CopyOnWrite:
 
     def visibility(self, collection_id: str, extra: Filter | None = None) -> tuple[str, Filter]:
         """The store and the filter that shows exactly this collection's documents."""
-        view = self.view(collection_id)
-        hidden = tuple(self.hidden(collection_id))
-        must = (MatchAny(LAYER, tuple(view.layers)), *(extra.must if extra else ()))
-        must_not = ((HasId(hidden),) if hidden else ()) + (extra.must_not if extra else ())
-        return view.store, Filter(must=must, must_not=must_not)
+        version = self._version()
+        cached = self._visible.get(collection_id)
+        if cached is None or cached[0] != version:
+            view = self.view(collection_id)
+            hidden = tuple(self.hidden(collection_id))
+            base = Filter(
+                must=(MatchAny(LAYER, tuple(view.layers)),),
+                must_not=(HasId(hidden),) if hidden else (),
+            )
+            cached = (version, view.store, base)
+            self._visible[collection_id] = cached
+        _, store, base = cached
+        if extra is None:
+            return store, base  # the same object each time: adapters reuse its translation
+        return store, Filter(must=base.must + extra.must, must_not=base.must_not + extra.must_not)
 
     def search(
         self,
@@ -308,6 +333,7 @@ class CopyOnWrite:
     def drop(self, collection_id: str) -> None:
         """Forget a collection's view; its points go at the next garbage collection."""
         with self.db.transaction() as cur:
+            self._changed(cur)
             cur.execute("DELETE FROM vector_views WHERE collection_id = ?", [collection_id])
             cur.execute("DELETE FROM vector_hidden WHERE collection_id = ?", [collection_id])
 
