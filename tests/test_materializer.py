@@ -248,3 +248,28 @@ def test_reprocessing_re_embeds_the_source_objects_with_the_new_extractor(world:
     assert {len(d["vector"]) for d in docs.values()} == {32}  # the new extractor's size
     assert reports[-1] == (300, 300, True)
     assert [d for d, _, _ in reports] == sorted(d for d, _, _ in reports)
+
+
+def test_a_long_chain_of_reuse_clones_is_compacted_and_its_garbage_collected(world: World) -> None:
+    setup(world, objects=50)
+    world.materializer.gc_interval = 0.0
+    names = ["docs"] + [f"c{i}" for i in range(12)]
+    for source, clone in zip(names, names[1:], strict=False):
+        world.run(
+            "collections.clone", inside({"collection_identifier": source, "collection_name": clone})
+        )
+        document = {"document_id": f"doc-{clone}", "text": f"written in {clone}"}
+        world.run(
+            "collections.documents.write",
+            inside({"collection_identifier": clone, "documents": [document]}),
+        )
+    world.feed()
+    cow = world.materializer.cow
+    last = world.collection_id("prod", "c11")
+    assert len(cow.view(last).layers) <= 8 + 1
+    assert len(world.docs(last)) == 50 + 12  # every ancestor's write is still there
+    assert len(world.docs(world.collection_id("prod", "docs"))) == 50
+    store = cow.view(last).store
+    views = [world.collection_id("prod", n) for n in names]
+    assert world.vectors.count(store) <= sum(len(world.docs(v)) for v in views)
+    assert cow.collect_garbage() == 0  # collected already, nothing referenced was removed

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -36,6 +37,8 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS vector_definitions (resource_id TEXT PRIMARY KEY, body TEXT)",
 ]
 COPY_BATCH = 1024
+MAX_DEPTH = 8  # layers a view may stack before it is compacted into one
+GC_INTERVAL = 30.0  # seconds between garbage collections, when there may be garbage
 
 Progress = Callable[[str, str, CopyProgress], None]  # (task_id, clone collection_id, progress)
 # (task_id, documents embedded, total, finished)
@@ -60,6 +63,9 @@ class VectorMaterializer:
         self.on_copy_progress = on_copy_progress
         self.on_reprocess_progress = on_reprocess_progress
         self.on_apply_progress: ReprocessProgress | None = None
+        self.garbage = False  # something may no longer be referenced
+        self.last_gc = 0.0
+        self.gc_interval = GC_INTERVAL
 
     def create_schema(self) -> None:
         self.cow.create_schema()
@@ -90,6 +96,10 @@ class VectorMaterializer:
                     [str(envelope.position)],
                 )
             applied += 1
+        if self.garbage and time.monotonic() - self.last_gc >= self.gc_interval:
+            removed = self.cow.collect_garbage()
+            self.garbage, self.last_gc = False, time.monotonic()
+            log.info("garbage collection removed %s points", removed)
         return applied
 
     def _apply(self, e: EventEnvelope) -> None:
@@ -167,6 +177,9 @@ class VectorMaterializer:
         if mode == "reuse":
             self.cow.reuse_clone(source_id, e.aggregate_id)
             self._remember(e, "ready")
+            for collection_id in (source_id, e.aggregate_id):  # keep clone chains shallow
+                if self.cow.compact(collection_id, MAX_DEPTH):
+                    self.garbage = True
         elif mode == "copy":
             self._remember(e, "ready")  # its points are copied when its task says so
         else:  # a new extractor: its own space, empty until reprocessed
@@ -187,6 +200,7 @@ class VectorMaterializer:
                 if self.on_copy_progress is not None:
                     self.on_copy_progress(e.aggregate_id, clone, progress)
                 if progress.done:
+                    self.garbage = True  # the copy's snapshot is gone
                     break
 
     def _define(self, e: EventEnvelope, fields: tuple[str, ...], id_field: str) -> None:
