@@ -217,3 +217,28 @@ def test_applying_a_taxonomy_enriches_every_document_of_a_clone_and_not_its_sour
     assert all(d["payload"]["predicted"] == d["payload"]["topic"] for d in labelled["documents"])
     source = client.retrievers.execute("search", {"query": "x"}, namespace=ns)
     assert all("predicted" not in d["payload"] for d in source["documents"])
+
+
+def test_swapping_to_a_real_embedding_model_and_reprocessing_gives_semantic_search(
+    client: Client,
+) -> None:
+    pytest.importorskip("sentence_transformers", reason="needs envbranch[embeddings]")
+    ns = environment(client)
+    minilm = {"feature_extractor_name": "minilm_extractor", "version": "v1"}
+    client.collections.clone(
+        "docs", {"collection_name": "docs-minilm", "feature_extractor": minilm}, namespace=ns
+    )
+    client.retrievers.clone(
+        "search",
+        {"retriever_name": "semantic", "collection_identifiers": ["docs-minilm"]},
+        namespace=ns,
+    )
+    task = client.tasks.wait(
+        client.collections.trigger("docs-minilm", namespace=ns)["task_id"], timeout=180
+    )
+    assert task.status == "COMPLETED"
+    # No word in common with the cooking texts: the hashing extractor ranks a Kafka text
+    # first, the semantic model a cooking one. The swap changed what the vectors mean.
+    for query in ("oven", "a delicious meal"):
+        assert search(client, ns, "search", query)[0][1] == "kafka"
+        assert search(client, ns, "semantic", query)[0][1] == "cooking"
