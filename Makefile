@@ -25,6 +25,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/write_path.py
+	$(BIN)/python bench/read_path.py
+	$(BIN)/python bench/clone.py
+	$(BIN)/python bench/vectors.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -351,11 +351,9 @@ class Collection(Resource, created_event_name="Created"):
     ) -> Collection:
         """A new collection from this one. Vectors are model-specific: the same
         extractor shares them (or copies them, for a deep copy), a new one needs
-        reprocessing, and so does a clone of a collection that has no vectors yet."""
-        if (
-            feature_extractor != self.feature_extractor
-            or self.status == CollectionStatus.AWAITING_REPROCESS
-        ):
+        reprocessing, and so does a clone of a collection that has no vectors yet (one
+        awaiting or in reprocessing)."""
+        if feature_extractor != self.feature_extractor or self.status != CollectionStatus.READY:
             vector_mode = VectorMode.REPROCESS
         else:
             vector_mode = VectorMode.COPY if deep_copy else VectorMode.REUSE

@@ -1184,3 +1184,15 @@ def test_triggering_reprocessing_runs_a_task_that_makes_the_collection_ready(app
     assert (ready.status, ready.vector_mode) == ("ready", "own")
     last = [e.type for e in envelopes(app)[-3:]]
     assert last == ["ReprocessTask.Completed", "Collection.Reprocessed", "CommandReceipt.Accepted"]
+
+
+def test_a_clone_of_a_collection_being_reprocessed_awaits_reprocessing_too(app):
+    populated(app)
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs"}
+    new = {**CLIP, "version": "v2"}
+    run(app, "collections.clone", {**body, "collection_name": "v2", "feature_extractor": new})
+    run(app, "collections.trigger", {"namespace_identifier": "prod", "collection_identifier": "v2"})
+    target = {"namespace_identifier": "prod", "collection_identifier": "v2"}
+    run(app, "collections.clone", {**target, "collection_name": "v2-copy"})
+    clone = resource(app, "prod", Kind.COLLECTION, "v2-copy")
+    assert (clone.vector_mode, clone.status) == ("reprocess", "awaiting_reprocess")

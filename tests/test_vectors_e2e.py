@@ -67,6 +67,24 @@ def search(client: Client, ns: str, retriever: str, query: str) -> list[tuple[st
     return [(d["document_id"], d["payload"]["topic"]) for d in result["documents"]]
 
 
+def topics_taxonomy(client: Client, ns: str, enrichment: dict[str, str]) -> None:
+    """A flat taxonomy labelling by the topic of the nearest document in "docs"."""
+    client.taxonomies.create(
+        {
+            "taxonomy_name": "topics",
+            "config": {
+                "taxonomy_type": "flat",
+                "retriever_id": "search",
+                "input_mappings": [
+                    {"input_key": "query", "source_type": "payload", "path": "text"}
+                ],
+                "source_collection": {"collection_id": "docs", "enrichment_fields": [enrichment]},
+            },
+        },
+        namespace=ns,
+    )
+
+
 @pytest.fixture
 def client(live_stack: LiveStack) -> Client:
     return live_stack.client()
@@ -130,23 +148,7 @@ def test_a_flat_taxonomy_classifies_documents_against_its_reference_collection(
     client: Client,
 ) -> None:
     ns = environment(client)
-    client.taxonomies.create(
-        {
-            "taxonomy_name": "topics",
-            "config": {
-                "taxonomy_type": "flat",
-                "retriever_id": "search",
-                "input_mappings": [
-                    {"input_key": "query", "source_type": "payload", "path": "text"}
-                ],
-                "source_collection": {
-                    "collection_id": "docs",
-                    "enrichment_fields": [{"field_path": "topic"}],
-                },
-            },
-        },
-        namespace=ns,
-    )
+    topics_taxonomy(client, ns, {"field_path": "topic"})
     answer: dict[str, Any] = client.taxonomies.classify(
         "topics",
         [{"text": "garlic sauce with basil"}, {"text": "consumer group partitions"}],
@@ -183,23 +185,7 @@ def test_applying_a_taxonomy_enriches_every_document_of_a_clone_and_not_its_sour
     client: Client,
 ) -> None:
     ns = environment(client)
-    client.taxonomies.create(
-        {
-            "taxonomy_name": "topics",
-            "config": {
-                "taxonomy_type": "flat",
-                "retriever_id": "search",
-                "input_mappings": [
-                    {"input_key": "query", "source_type": "payload", "path": "text"}
-                ],
-                "source_collection": {
-                    "collection_id": "docs",
-                    "enrichment_fields": [{"field_path": "topic", "target_field": "predicted"}],
-                },
-            },
-        },
-        namespace=ns,
-    )
+    topics_taxonomy(client, ns, {"field_path": "topic", "target_field": "predicted"})
     client.collections.clone("docs", {"collection_name": "labelled"}, namespace=ns)
     started = client.collections.apply_taxonomy("labelled", "topics", namespace=ns)
     task = client.tasks.wait(started["task_id"], timeout=120)
