@@ -143,8 +143,19 @@ def create_app(
 
     async def command(
         type_: str, body: dict[str, Any], who: Principal, idempotency_key: str | None, key: str
-    ) -> None:
-        await gateway.execute(type_, body, who.name, command_id=idempotency_key, key=key)
+    ) -> str:
+        sent = await gateway.execute(type_, body, who.name, command_id=idempotency_key, key=key)
+        return sent.command_id
+
+    async def created_namespace(command_id: str) -> dict[str, Any]:
+        """The namespace this command created, from its own events: a name may have
+        moved to another namespace since (a replayed command writes nothing new)."""
+        types = ["Namespace.Created", "Namespace.Cloned"]
+        namespace_id = await read(queries.created_by_command, command_id, types)
+        row = None if namespace_id is None else await read(queries.namespace, namespace_id)
+        if row is None:
+            raise ApiError(404, "not_found", "the namespace this command created is gone")
+        return row
 
     def fields(body: BaseModel) -> dict[str, Any]:
         return body.model_dump(mode="json", exclude_none=True)
@@ -155,8 +166,10 @@ def create_app(
     async def create_namespace(
         body: c.NamespaceCreateRequest, who: Who, idem: IdempotencyKey = None
     ) -> Any:
-        await command("namespaces.create", fields(body), who, idem, body.namespace_name)
-        row = await read(queries.namespace, body.namespace_name)
+        command_id = await command(
+            "namespaces.create", fields(body), who, idem, body.namespace_name
+        )
+        row = await created_namespace(command_id)
         await asyncio.to_thread(keys.grant, who.key_id, row["namespace_id"])
         return row
 
@@ -193,8 +206,8 @@ def create_app(
     ) -> Any:
         source = await visible_namespace(who, identifier)
         payload = {"namespace_identifier": source["namespace_id"], **fields(body)}
-        await command("namespaces.clone", payload, who, idem, source["namespace_id"])
-        clone = await read(queries.namespace, body.namespace_name)
+        command_id = await command("namespaces.clone", payload, who, idem, source["namespace_id"])
+        clone = await created_namespace(command_id)
         await asyncio.to_thread(keys.grant, who.key_id, clone["namespace_id"])
         task = await read(queries.task, clone["clone_task_id"])
         status = {"COMPLETED": "ready", "FAILED": "failed"}.get(task["status"], "cloning")

@@ -71,6 +71,17 @@ def command_receipt(db: Database, command_id: str) -> tuple[int, str] | None:
     return (int(rows[0]["position"]), str(rows[0]["body_digest"])) if rows else None
 
 
+def created_by_command(db: Database, command_id: str, event_types: Sequence[str]) -> str | None:
+    """The aggregate a command created (from its own events, not from a name)."""
+    marks = ", ".join("?" for _ in event_types)
+    rows = db.query(
+        f"SELECT aggregate_id FROM audit WHERE command_id = ? AND type IN ({marks}) "
+        "ORDER BY position",
+        [command_id, *event_types],
+    )
+    return str(rows[0]["aggregate_id"]) if rows else None
+
+
 def lineage(db: Database, resource_id: str) -> tuple[list[dict], list[dict]]:
     """Every clone edge above (ancestors, nearest first) and below (descendants) a resource."""
     ancestors = []

@@ -935,3 +935,25 @@ def test_replaying_another_principals_idempotency_key_does_not_hand_over_its_nam
         with pytest.raises(EnvbranchError) as refused:
             client.namespaces.get(target.namespace_id)
         assert refused.value.status in REFUSED
+
+
+def test_replaying_a_create_after_its_name_moved_on_grants_nothing_new(live_stack) -> None:  # type: ignore[no-untyped-def]
+    import uuid as _uuid
+
+    from envbranch import EnvbranchError
+
+    admin = live_stack.client()
+    scoped_key = admin.keys.create("replayer", []).api_key
+    assert scoped_key is not None
+    scoped = live_stack.client(api_key=scoped_key)
+    name, key = f"shared-{_uuid.uuid4().hex[:6]}", f"k-{_uuid.uuid4().hex}"
+    mine = scoped.namespaces.create({"namespace_name": name}, idempotency_key=key)
+    scoped.namespaces.update(mine.namespace_id, {"namespace_name": f"{name}-mine"})
+    theirs = admin.namespaces.create({"namespace_name": name})  # the name is free again
+
+    replayed = scoped.namespaces.create({"namespace_name": name}, idempotency_key=key)
+    assert replayed.namespace_id == mine.namespace_id  # the command's own namespace
+    with pytest.raises(EnvbranchError) as refused:
+        scoped.namespaces.get(theirs.namespace_id)
+    assert refused.value.status == 404
+    assert scoped.namespaces.list().pagination.total == 1
