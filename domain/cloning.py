@@ -20,7 +20,7 @@ from domain.aggregates import (
 from domain.commands import CloneNamespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
-from domain.references import map_collections, map_source, map_taxonomy_config
+from domain.references import map_collections, map_source, map_stages, map_taxonomy_config
 from domain.unit import Unit
 from domain.values import IncludeResources
 
@@ -148,7 +148,7 @@ def _clone_resource(
             retriever_name=original.retriever_name,
             description=original.description,
             collection_ids=map_collections(original.collection_ids, ref, "collection_ids"),
-            stages=original.stages,
+            stages=map_stages(original.stages, ref, "stages"),
             input_schema=original.input_schema,
         )
     if isinstance(original, Taxonomy):

@@ -20,7 +20,7 @@ from domain.aggregates import (
 from domain.cloning import clone_namespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
-from domain.references import map_collections, map_source, map_taxonomy_config
+from domain.references import map_collections, map_source, map_stages, map_taxonomy_config
 from domain.unit import Unit
 from domain.values import json_of, tree_problem
 
@@ -113,7 +113,7 @@ def create_retriever(unit: Unit, body: c.CreateRetriever) -> None:
         collection_ids=map_collections(
             body.collection_identifiers, unit.resolve_ref(namespace), "body.collection_identifiers"
         ),
-        stages=json_of(body.stages),
+        stages=map_stages(json_of(body.stages), unit.resolve_ref(namespace), "body.stages"),
         input_schema=body.input_schema,
     )
     _add(unit, namespace, retriever)
@@ -134,7 +134,9 @@ def clone_retriever(unit: Unit, body: c.CloneRetriever) -> None:
         retriever_name=body.retriever_name,
         description=_or(body.description, original.description),
         collection_ids=collection_ids,
-        stages=_or(json_of(body.stages), original.stages),
+        stages=original.stages
+        if body.stages is None
+        else map_stages(json_of(body.stages), unit.resolve_ref(namespace), "body.stages"),
         input_schema=_or(body.input_schema, original.input_schema),
     )
     _add(unit, namespace, clone)

@@ -37,6 +37,29 @@ def map_collections(collection_ids: list[str], ref: MapRef, field: str) -> list[
     ]
 
 
+def map_stages(stages: list[dict[str, Any]], ref: MapRef, field: str) -> list[dict[str, Any]]:
+    """Collections a stage names itself (feature_search's ``searches[].collection_ids``)."""
+    out = []
+    for i, stage in enumerate(stages):
+        parameters = (stage.get("config") or {}).get("parameters") or {}
+        searches = parameters.get("searches")
+        if not isinstance(searches, list):
+            out.append(stage)
+            continue
+        mapped = []
+        for j, search in enumerate(searches):
+            if isinstance(search, dict) and isinstance(search.get("collection_ids"), list):
+                where = f"{field}[{i}].config.parameters.searches[{j}].collection_ids"
+                search = {
+                    **search,
+                    "collection_ids": map_collections(search["collection_ids"], ref, where),
+                }
+            mapped.append(search)
+        config = {**stage["config"], "parameters": {**parameters, "searches": mapped}}
+        out.append({**stage, "config": config})
+    return out
+
+
 def map_taxonomy_config(config: dict[str, Any], ref: MapRef, field: str) -> dict[str, Any]:
     out = dict(config)
     if config.get("retriever_id") is not None:

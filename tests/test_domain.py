@@ -1196,3 +1196,32 @@ def test_a_clone_of_a_collection_being_reprocessed_awaits_reprocessing_too(app):
     run(app, "collections.clone", {**target, "collection_name": "v2-copy"})
     clone = resource(app, "prod", Kind.COLLECTION, "v2-copy")
     assert (clone.vector_mode, clone.status) == ("reprocess", "awaiting_reprocess")
+
+
+def test_collections_named_in_retriever_stages_resolve_and_follow_a_namespace_clone(app):
+    populated(app)
+    stage = {
+        "stage_name": "s",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {"searches": [{"query": "q", "collection_ids": ["derived"]}]},
+        },
+    }
+    run(
+        app,
+        "retrievers.create",
+        {
+            "namespace_identifier": "prod",
+            "retriever_name": "named",
+            "collection_identifiers": ["docs"],
+            "stages": [stage],
+        },
+    )
+
+    def searched(ns: str) -> list[str]:
+        retriever = resource(app, ns, Kind.RETRIEVER, "named")
+        return retriever.stages[0]["config"]["parameters"]["searches"][0]["collection_ids"]
+
+    assert searched("prod") == [resource(app, "prod", Kind.COLLECTION, "derived").id]
+    clone_namespace(app, "prod", "dev")
+    assert searched("dev") == [resource(app, "dev", Kind.COLLECTION, "derived").id]
