@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def create_faust_app(
         async def project_read_model(stream: faust.StreamT[bytes]) -> None:
             async for batch in stream.take(BATCH, within=BATCH_SECONDS):
                 envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
-                await asyncio.to_thread(read_model.apply, envelopes)
+                await apply_until_done(read_model.apply, envelopes, "read model")
 
     if materializer is not None:
         vectors = materializer
@@ -109,11 +110,28 @@ def create_faust_app(
             try:
                 async for batch in stream.take(BATCH, within=BATCH_SECONDS):
                     envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
-                    await asyncio.to_thread(vectors.apply, envelopes)
+                    await apply_until_done(vectors.apply, envelopes, "vectors")
             finally:
                 await reporter.stop()
 
     return app
+
+
+async def apply_until_done(
+    apply: Callable[[list[EventEnvelope]], Any], envelopes: list[EventEnvelope], what: str
+) -> None:
+    """Apply a batch, retrying until it works: an agent that raised would be restarted by
+    Faust past this batch (its offsets acknowledged), losing it. A poison event therefore
+    stalls the agent, loudly, instead of being skipped."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(apply, envelopes)
+            return
+        except Exception:  # noqa: BLE001 - anything: never move on without the batch
+            log.exception("applying events to the %s failed; retrying in %.1fs", what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 class TaskReporter:

@@ -67,22 +67,45 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         conn = self._connection()
-        if self.dialect == "sqlite":
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Cursor(self, conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        else:
-            with conn.transaction():
-                yield Cursor(self, conn)
+        try:
+            if self.dialect == "sqlite":
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Cursor(self, conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            else:
+                with conn.transaction():
+                    yield Cursor(self, conn)
+        except Exception as e:
+            self._forget_broken(e)
+            raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         conn = self._connection()
-        rows = conn.execute(self._sql(sql), tuple(params)).fetchall()
+        try:
+            rows = conn.execute(self._sql(sql), tuple(params)).fetchall()
+        except Exception as e:
+            self._forget_broken(e)
+            raise
         return [dict(row) for row in rows]
+
+    def _forget_broken(self, error: Exception) -> None:
+        """Drop a connection the server closed (a PostgreSQL restart): the next call
+        reconnects instead of failing forever."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self.dialect == "sqlite":
+            return
+        if getattr(conn, "closed", False) or type(error).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+        ):
+            try:
+                conn.close()
+            finally:
+                self._local.conn = None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
