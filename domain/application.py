@@ -46,6 +46,9 @@ class Environments(EventSourcedProjection[str]):
     name = "envbranch"
     env: ClassVar[dict[str, str]] = {"ORIGINATOR_ID_TYPE": "text"}
     max_conflict_retries = 20
+    # An event must fit one Kafka message on envbranch.events with room for its envelope
+    # (the relay publishes up to 900 KiB per batch; brokers default to ~1 MiB a message).
+    max_event_bytes = 800 * 1024
 
     def execute(self, command: Command, tracking: Tracking | None = None) -> Outcome:
         """Apply a command, retrying when another writer touched the same aggregates."""
@@ -91,6 +94,16 @@ class Environments(EventSourcedProjection[str]):
                 actor=command.actor,
                 namespace_id=getattr(owner, "namespace_id", None) or unit.namespace_id,
             )
+        for event in events:
+            size = len(self.mapper.to_stored_event(event).state)
+            if size > self.max_event_bytes:
+                raise CommandRejected(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"the command would record a {type(event).__qualname__} event of {size} "
+                    f"bytes; the limit is {self.max_event_bytes}: send it in smaller commands",
+                    size=size,
+                    limit=self.max_event_bytes,
+                )
         processing.collect_events(*events)
         recordings: list[Recording[str]] = self._record(processing)
         return Outcome(positions=[r.notification.id for r in recordings])

@@ -1225,3 +1225,14 @@ def test_collections_named_in_retriever_stages_resolve_and_follow_a_namespace_cl
     assert searched("prod") == [resource(app, "prod", Kind.COLLECTION, "derived").id]
     clone_namespace(app, "prod", "dev")
     assert searched("dev") == [resource(app, "dev", Kind.COLLECTION, "derived").id]
+
+
+def test_a_command_whose_event_would_not_fit_a_kafka_message_is_refused(app):
+    populated(app)
+    app.max_event_bytes = 10_000
+    objects = [{"key": f"k{i}", "text": "x" * 200} for i in range(100)]
+    body = {"namespace_identifier": "prod", "bucket_identifier": "raw", "objects": objects}
+    before = app.recorder.max_notification_id()
+    error = rejected(app, "buckets.objects.add", body)
+    assert error.code == ErrorCode.MESSAGE_TOO_LARGE and "smaller commands" in error.message
+    assert app.recorder.max_notification_id() == before
