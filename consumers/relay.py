@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification
 
@@ -47,6 +48,8 @@ class Relay:
         self.ensure_topic = ensure_topic
         self.published = 0  # the last position known to be on the topic
         self.producer: AIOKafkaProducer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
+        self.cluster_id: str | None = None  # the log incarnation `published` refers to
 
     async def run(self, stop: asyncio.Event) -> None:
         self.producer = AIOKafkaProducer(
@@ -57,6 +60,8 @@ class Relay:
             request_timeout_ms=10_000,
         )
         await self.producer.start()
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap_servers)
+        await self.admin.start()
         try:
             await self._resync()
             since_tail_check = 0.0
@@ -76,12 +81,18 @@ class Relay:
                     await self._resync_until_reachable(stop)
         finally:
             await self.producer.stop()
+            await self.admin.close()
 
     async def publish_next_page(self) -> int:
         notifications: Sequence[Notification] = await asyncio.to_thread(
             self.app.recorder.select_notifications, self.published + 1, self.config.page_size
         )
         if not notifications:
+            return 0
+        # A broker that came back empty must get the log from position 1, in order: check
+        # before every page, or one page could land on the new topic ahead of the rest.
+        if await self._cluster_id() != self.cluster_id:
+            await self._resync()
             return 0
         await self._publish(notifications)
         self.published = notifications[-1].id
@@ -120,7 +131,12 @@ class Relay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _cluster_id(self) -> str:
+        assert self.admin is not None
+        return str((await self.admin.describe_cluster()).get("cluster_id"))
+
     async def _resync(self) -> None:
+        self.cluster_id = await self._cluster_id()
         if self.ensure_topic is not None:
             await self.ensure_topic()
         topic = self.config.topics.events
