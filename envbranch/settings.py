@@ -28,6 +28,8 @@ class Settings:
     # How long a write through the API waits for the read model before answering 504.
     command_timeout: float = 30.0
     read_model_schema: str = "envbranch_read"
+    # Events the relay reads from the store and publishes per Kafka request.
+    relay_page_size: int = 500
     # A Qdrant server; unset: Qdrant Edge in-process under data_dir (one process only).
     qdrant_url: str | None = None
 
@@ -58,6 +60,7 @@ class Settings:
             command_timeout=float(_positive_int(env, "ENVBRANCH_COMMAND_TIMEOUT", 30)),
             read_model_schema=env.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read",
             qdrant_url=env.get("QDRANT_URL") or None,
+            relay_page_size=_positive_int(env, "ENVBRANCH_RELAY_PAGE_SIZE", 500),
         )
 
     @property

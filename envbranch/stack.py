@@ -146,7 +146,7 @@ async def run_components(
         elif name == "relay":
             relay = Relay(
                 open_event_store(settings),
-                RelayConfig(bootstrap_servers, topics=topics),
+                RelayConfig(bootstrap_servers, topics=topics, page_size=settings.relay_page_size),
                 ensure_topic=recreate_topics,
             )
             runners.append(relay.run(stop))

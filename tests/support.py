@@ -209,6 +209,7 @@ def settings_env(settings: Settings, bootstrap: str) -> dict[str, str]:
         "ENVBRANCH_COMMAND_PARTITIONS": str(settings.command_partitions),
         "ENVBRANCH_PROCESSOR_GROUP": settings.processor_group or "",
         "ENVBRANCH_MAX_COMMAND_BYTES": str(settings.max_command_bytes),
+        "ENVBRANCH_RELAY_PAGE_SIZE": str(settings.relay_page_size),
         **settings.postgres,
     }
     return env

@@ -127,6 +127,8 @@ def test_kill_9_the_relay_mid_publish_then_restart_every_event_is_on_the_topic_o
 ) -> None:
     topics = created_topics
     total = fill_store(sqlite_settings, 4000)
+    # Small pages: the relay takes long enough to be killed in the middle.
+    sqlite_settings = dataclasses.replace(sqlite_settings, relay_page_size=20)
     log = open(tmp_path / "relay.log", "ab")  # noqa: SIM115
     relay = spawn(sqlite_settings, bootstrap, "relay", log=log)
     try:
