@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
 from domain.application import AlreadyProcessed, Environments
@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 MAX_INTERNAL_ATTEMPTS = 3
+
+
+def _command_id_of(raw: bytes | None) -> str | None:
+    """The command_id of a rejected message, when it has a readable one."""
+    try:
+        document = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    command_id = document.get("command_id") if isinstance(document, dict) else None
+    return command_id if isinstance(command_id, str) else None
 
 
 def tracking_name(cluster_id: str, topic: str, partition: int) -> str:
@@ -163,9 +173,13 @@ class CommandProcessor:
         if cluster_id == self.cluster_id:
             return
         log.warning("the broker serves a new log (cluster %s); starting over on it", cluster_id)
-        self.cluster_id = cluster_id
         if self.ensure_topics is not None:
-            await self.ensure_topics()
+            try:
+                await self.ensure_topics()
+            except Exception as e:  # noqa: BLE001 - the broker may be starting: next check
+                log.warning("could not create the topics yet: %r", e)
+                return
+        self.cluster_id = cluster_id
         await self.seek_to_stored_positions(list(self.consumer.assignment()))
 
     async def seek_to_stored_positions(self, partitions: list[TopicPartition]) -> None:
@@ -234,7 +248,22 @@ class CommandProcessor:
     async def _reject(
         self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
     ) -> None:
-        """DLQ first, then the position: a crash in between repeats the entry, never loses it."""
+        """DLQ first, then the position: a crash in between repeats the entry, never loses it.
+        A broker or store that is briefly away is waited for, not allowed to stop the
+        processor."""
+        delay = 0.5
+        while True:
+            try:
+                await self._send_to_dlq(record, tracking, rejected)
+                return
+            except (KafkaError, OperationalError, InterfaceError, ConnectionError) as e:
+                log.warning("could not record a rejection yet (%r); retrying in %ss", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _send_to_dlq(
+        self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
+    ) -> None:
         assert self.producer is not None
         headers = [
             ("envbranch.error.code", str(rejected.code).encode()),
@@ -243,6 +272,9 @@ class CommandProcessor:
             ("envbranch.source.partition", str(record.partition).encode()),
             ("envbranch.source.offset", str(record.offset).encode()),
         ]
+        command_id = _command_id_of(record.value)
+        if command_id is not None:
+            headers.append(("envbranch.command_id", command_id.encode()))
         value = record.value or b""
         try:
             await self.producer.send_and_wait(

@@ -28,6 +28,9 @@ from domain.errors import CommandRejected, ErrorCode
 log = logging.getLogger(__name__)
 
 
+MAX_REMEMBERED_REJECTIONS = 10_000
+
+
 class CommandTimeout(Exception):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"command {command_id} had no outcome in time")
@@ -54,7 +57,8 @@ class CommandGateway:
         self.topics = topics
         self.receipt = receipt  # command_id -> (position, digest) of its receipt, or None
         self.timeout = timeout
-        self._rejections: dict[tuple[int, int], dict[str, Any]] = {}
+        # (partition, offset, command_id) -> the reason; bounded, oldest dropped first
+        self._rejections: dict[tuple[int, int, str | None], dict[str, Any]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._dlq: AIOKafkaConsumer | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -94,10 +98,13 @@ class CommandGateway:
                         key = (
                             int(headers["envbranch.source.partition"]),
                             int(headers["envbranch.source.offset"]),
+                            headers.get("envbranch.command_id"),
                         )
                         self._rejections[key] = json.loads(headers["envbranch.error"])
                     except (KeyError, ValueError):
                         log.warning("DLQ record without envbranch headers at %s", record.offset)
+                    while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
+                        del self._rejections[next(iter(self._rejections))]
 
     async def execute(
         self,
@@ -125,7 +132,8 @@ class CommandGateway:
         deadline = time.monotonic() + self.timeout
         delay = 0.005
         while time.monotonic() < deadline:
-            rejection = self._rejections.pop((sent.partition, sent.offset), None)
+            # The command_id too: offsets start over on a broker that came back empty.
+            rejection = self._rejections.pop((sent.partition, sent.offset, sent.command_id), None)
             if rejection is not None:
                 raise CommandRejected(
                     ErrorCode(rejection["code"]),

@@ -11,7 +11,6 @@ vector store the vector processor writes (with Qdrant Edge: the same process).
 # mypy: disable-error-code="valid-type,index"
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -161,18 +160,17 @@ def add_vector_routes(
             "namespace_identifier": ns["namespace_id"],
             "collection_identifier": collection["collection_id"],
         }
-        await write("collections.trigger", payload, who, idem, ns["namespace_id"])
-        return await latest_task("reprocess", {"collection_id": collection["collection_id"]})
+        command_id, _ = await write("collections.trigger", payload, who, idem, ns["namespace_id"])
+        works_on = {"collection_id": collection["collection_id"]}
+        return await task_of(command_id, "ReprocessTask.Created", works_on)
 
-    async def latest_task(task_type: str, works_on: dict[str, str]) -> dict[str, Any]:
-        marker = json.dumps(works_on, sort_keys=True)
-        rows = await asyncio.to_thread(
-            db.query,
-            "SELECT task_id, status FROM tasks WHERE task_type = ? AND result = ? "
-            "ORDER BY created_at DESC LIMIT 1",
-            [task_type, marker],
-        )
-        return {"task_id": rows[0]["task_id"], "status": rows[0]["status"], **works_on}
+    async def task_of(command_id: str, created: str, works_on: dict[str, str]) -> dict[str, Any]:
+        """The task this command started (also when the command was a replay)."""
+        task_id = await asyncio.to_thread(queries.created_by_command, db, command_id, [created])
+        task = await asyncio.to_thread(queries.task, db, task_id) if task_id else None
+        if task is None:
+            raise ApiError(404, "not_found", f"command {command_id} started no task")
+        return {"task_id": task_id, "status": task["status"], **works_on}
 
     @app.post("/v1/collections/{identifier}/apply-taxonomy", status_code=202)
     async def apply_taxonomy(
@@ -190,12 +188,14 @@ def add_vector_routes(
             "collection_identifier": collection["collection_id"],
             "taxonomy_identifier": taxonomy["taxonomy_id"],
         }
-        await write("collections.apply_taxonomy", payload, who, idem, ns["namespace_id"])
+        command_id, _ = await write(
+            "collections.apply_taxonomy", payload, who, idem, ns["namespace_id"]
+        )
         works_on = {
             "collection_id": collection["collection_id"],
             "taxonomy_id": taxonomy["taxonomy_id"],
         }
-        return await latest_task("apply_taxonomy", works_on)
+        return await task_of(command_id, "ApplyTaxonomyTask.Created", works_on)
 
     async def collections_of(ns: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}

@@ -160,13 +160,16 @@ class CopyOnWrite:
             )
             for d in documents
         ]
-        self.vectors.upsert(view.store, points)
+        # Hide the old version first: a search in between misses the document for a moment
+        # rather than seeing it twice; a crash in between is repaired when the event is
+        # applied again (both steps are idempotent).
         self._hide_below(view, [d.id for d in documents])
+        self.vectors.upsert(view.store, points)
 
     def delete(self, collection_id: str, doc_ids: Sequence[str]) -> None:
         view = self.view(collection_id)
-        self.vectors.delete(view.store, [point_id(view.active, d) for d in doc_ids])
         self._hide_below(view, doc_ids)
+        self.vectors.delete(view.store, [point_id(view.active, d) for d in doc_ids])
 
     def _hide_below(self, view: View, doc_ids: Sequence[str]) -> None:
         """Hide the visible version of each document in the frozen layers of this view."""
