@@ -637,3 +637,16 @@ def test_a_semantic_model_finds_and_reranks_by_meaning_without_shared_words(env:
         limit=3,
     )
     assert topics(reranked) == ["cooking"] * 3
+
+
+def test_applying_an_append_field_twice_gives_the_same_document_as_once() -> None:
+    from projections.vectors.taxonomy import enrich
+
+    fields = [{"field_path": "tags", "merge_mode": "append"}]
+    match = {"tags": ["vectors", "search"]}
+    once: dict = {}
+    enrich(once, fields, match, {"tags": ["mine"]})
+    assert once["tags"] == ["mine", "vectors", "search"]
+    twice: dict = {}
+    enrich(twice, fields, match, {"tags": once["tags"]})  # the already enriched document
+    assert twice["tags"] == once["tags"]

@@ -71,7 +71,9 @@ def enrich(
             continue
         base = enrichment[target] if target in enrichment else document.get(target)
         merged = [] if base is None else list(base) if isinstance(base, list) else [base]
-        merged += value if isinstance(value, list) else [value]
+        # A value already there is not added again: applying a taxonomy twice (a task
+        # replayed after a crash) gives the same document as applying it once.
+        merged += [v for v in (value if isinstance(value, list) else [value]) if v not in merged]
         enrichment[target] = merged
 
 
