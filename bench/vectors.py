@@ -32,11 +32,11 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from machine import machine, version
 
 from projections.sql import Database
 from projections.vectors.edge import EdgeStore, to_edge_filter
@@ -110,32 +110,10 @@ def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     return result, time.perf_counter() - start
 
 
-def version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def header(args: argparse.Namespace) -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
     return [
         f"vector benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        f"machine:  {os.cpu_count()} CPUs ({cpu}){mem}, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}",
+        f"machine:  {machine()}",
         f"engine:   Qdrant Edge in-process (qdrant-edge-py {version('qdrant-edge-py')}), "
         f"catalog in SQLite; numpy {version('numpy')}, sentence-transformers "
         f"{version('sentence-transformers')}, torch {version('torch')}",
