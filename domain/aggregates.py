@@ -8,8 +8,9 @@ methods are the state changes and run again on every replay.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from eventsourcing.domain import (
@@ -26,11 +27,31 @@ from domain.ids import Kind, new_id
 RESOURCE_KINDS = (Kind.BUCKET, Kind.COLLECTION, Kind.RETRIEVER, Kind.TAXONOMY)
 
 
+_clock = threading.Lock()
+_last_timestamp = datetime.min.replace(tzinfo=UTC)
+
+
+def monotonic_now() -> datetime:
+    """Now, but never earlier than the previous call: a command's events are stored in the
+    order they happened even if the wall clock steps back while it runs."""
+    global _last_timestamp
+    with _clock:
+        now = datetime.now(UTC)
+        if now <= _last_timestamp:
+            now = _last_timestamp + timedelta(microseconds=1)
+        _last_timestamp = now
+        return now
+
+
 @dataclass(frozen=True)
 class DomainEvent(metaclass=MetaDomainEvent):
     originator_id: str
     originator_version: int
     timestamp: datetime
+
+    @staticmethod
+    def create_timestamp() -> datetime:
+        return monotonic_now()
 
 
 class Aggregate(BaseAggregate[str]):

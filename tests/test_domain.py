@@ -1236,3 +1236,25 @@ def test_a_command_whose_event_would_not_fit_a_kafka_message_is_refused(app):
     error = rejected(app, "buckets.objects.add", body)
     assert error.code == ErrorCode.MESSAGE_TOO_LARGE and "smaller commands" in error.message
     assert app.recorder.max_notification_id() == before
+
+
+def test_event_timestamps_never_go_backwards_even_if_the_wall_clock_does(monkeypatch):
+    import datetime as real
+
+    from domain import aggregates
+
+    later = real.datetime(2030, 1, 1, tzinfo=real.UTC)
+    earlier = real.datetime(2020, 1, 1, tzinfo=real.UTC)
+    readings = iter([later, earlier, earlier])
+
+    class SteppingClock(real.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return next(readings)
+
+    monkeypatch.setattr(aggregates, "datetime", SteppingClock)
+    # Restored at teardown: later events must not inherit the test's 2030 timestamps.
+    monkeypatch.setattr(aggregates, "_last_timestamp", aggregates._last_timestamp)
+    first, second, third = (aggregates.monotonic_now() for _ in range(3))
+    assert first == later
+    assert first < second < third  # the clock went back; the timestamps did not
