@@ -410,8 +410,8 @@ def create_app(
         type_: str, body: dict[str, Any], who: Principal, idem: str | None, key: str
     ) -> tuple[str, int]:
         sent = await gateway.execute(type_, body, who.name, command_id=idem, key=key)
-        receipt = await read(queries.command_receipt, sent.command_id)
-        return sent.command_id, receipt[0]
+        assert sent.position is not None  # execute returns once the receipt was applied
+        return sent.command_id, sent.position
 
     add_vector_routes(
         app,

@@ -43,6 +43,7 @@ class Sent:
     digest: str
     partition: int
     offset: int
+    position: int | None = None  # of the command's receipt, once applied
 
 
 class CommandGateway:
@@ -125,7 +126,7 @@ class CommandGateway:
             key=key.encode() if key else None,
         )
         sent = Sent(command_id, digest, metadata.partition, metadata.offset)
-        await self.wait(sent)
+        sent.position = await self.wait(sent)
         return sent
 
     async def wait(self, sent: Sent) -> int:

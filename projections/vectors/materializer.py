@@ -86,8 +86,9 @@ class VectorMaterializer:
 
     def apply(self, envelopes: Iterable[EventEnvelope]) -> int:
         applied = 0
+        position = self.position()
         for envelope in envelopes:
-            if envelope.position <= self.position():
+            if envelope.position <= position:
                 continue  # redelivered: done already
             self._apply(envelope)
             with self.db.transaction() as cur:
@@ -95,6 +96,7 @@ class VectorMaterializer:
                     "UPDATE vector_state SET value = ? WHERE name = 'position'",
                     [str(envelope.position)],
                 )
+            position = envelope.position
             applied += 1
         if self.garbage and time.monotonic() - self.last_gc >= self.gc_interval:
             removed = self.cow.collect_garbage()
