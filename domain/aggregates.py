@@ -132,20 +132,20 @@ class Namespace(Entity, created_event_name="Created"):
 
     def find(self, kind: Kind, name: str) -> str | None:
         """The ID of the resource of this kind that goes by this name here."""
-        for resource_id, resource_name in self.resources[kind.value].items():
+        for resource_id, resource_name in self.resources.get(kind.value, {}).items():
             if resource_name == name:
                 return resource_id
         return None
 
     def holds(self, kind: Kind, resource_id: str) -> bool:
-        return resource_id in self.resources[kind.value]
+        return resource_id in self.resources.get(kind.value, {})
 
     def add_resource(self, kind: Kind, resource_id: str, name: str) -> None:
         self._refuse_taken_name(kind, name)
         self._resource_added(kind=kind.value, resource_id=resource_id, name=name)
 
     def rename_resource(self, kind: Kind, resource_id: str, name: str) -> None:
-        if self.resources[kind.value].get(resource_id) == name:
+        if self.resources.get(kind.value, {}).get(resource_id) == name:
             return
         self._refuse_taken_name(kind, name)
         self._resource_renamed(kind=kind.value, resource_id=resource_id, name=name)
@@ -163,7 +163,8 @@ class Namespace(Entity, created_event_name="Created"):
 
     @event("ResourceAdded")
     def _resource_added(self, kind: str, resource_id: str, name: str) -> None:
-        self.resources[kind][resource_id] = name
+        # Kinds beyond RESOURCE_KINDS (evaluation sets) are catalogued on first use.
+        self.resources.setdefault(kind, {})[resource_id] = name
 
     @event("ResourceRenamed")
     def _resource_renamed(self, kind: str, resource_id: str, name: str) -> None:

@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
+from eventsourcing.utils import get_topic
 
 from domain.aggregates import CommandReceipt
 from domain.commands import Command
 from domain.errors import CommandRejected, ErrorCode
 from domain.handlers import HANDLERS
+from domain.refs import Ref
 from domain.unit import Unit
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Environments(EventSourcedProjection[str]):
         raise RuntimeError(f"gave up on {command.command_id} after repeated conflicts")
 
     def _execute_once(self, command: Command, tracking: Tracking | None) -> Outcome:
-        unit = Unit(self.repository)
+        unit = Unit(self.repository, self.positions_of)
         receipt = unit.get(CommandReceipt.id_for(command.command_id), CommandReceipt)
         if receipt is not None:
             if receipt.body_digest != command.digest:
@@ -107,6 +109,19 @@ class Environments(EventSourcedProjection[str]):
         processing.collect_events(*events)
         recordings: list[Recording[str]] = self._record(processing)
         return Outcome(positions=[r.notification.id for r in recordings])
+
+    def positions_of(self, aggregate_id: str) -> dict[int, int]:
+        """Version -> log position of a ref's stored events (refs move rarely: the scan
+        reads only ref events)."""
+        topics = [get_topic(cls) for cls in (Ref.Created, Ref.Moved, Ref.PromotionRefused)]
+        positions: dict[int, int] = {}
+        start = 1
+        while batch := self.recorder.select_notifications(start, 1000, topics=topics):
+            for n in batch:
+                if n.originator_id == aggregate_id:
+                    positions[n.originator_version] = n.id
+            start = batch[-1].id + 1
+        return positions
 
     def record_position(self, tracking: Tracking) -> None:
         """Record a position that wrote no events (a rejected or duplicate command)."""

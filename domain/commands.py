@@ -273,6 +273,161 @@ class ReportCopyProgress(Body):
     done: bool
 
 
+# --- refs, evaluations, promotion ---------------------------------------------
+
+RefName = ResourceName
+TargetKind = Literal["namespace", "collection", "retriever", "taxonomy"]
+Reason = Annotated[str, Field(max_length=2000)]
+
+
+class RefCreateRequest(Body):
+    ref_name: RefName
+    target_kind: TargetKind
+    target: Identifier  # an ID (in any namespace) or a name in this namespace
+    reason: Reason = ""
+
+
+class RefMoveRequest(Body):
+    target: Identifier
+    reason: Reason = ""
+
+
+class RefRollbackRequest(Body):
+    """Exactly one of: ``to: "previous"``, ``position`` (the target the ref had at that
+    log position) or ``time`` (the target it had at that moment)."""
+
+    to: Literal["previous"] | None = None
+    position: Annotated[int, Field(ge=1)] | None = None
+    time: datetime | None = None
+    reason: Reason = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RefRollbackRequest:
+        given = [n for n in ("to", "position", "time") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                'give exactly one of to="previous", position or time '
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if self.time is not None and self.time.tzinfo is None:
+            raise ValueError("time needs a timezone, e.g. 2026-11-25T10:00:00Z")
+        return self
+
+
+class Threshold(Body):
+    """One rule of a gate. ``min``/``max`` are absolute; ``min_change``/``max_change`` are
+    relative to the ref's current target (-0.01: no worse than -1%)."""
+
+    metric: Annotated[str, Field(min_length=1, max_length=100)]
+    min: float | None = None
+    max: float | None = None
+    min_change: float | None = None
+    max_change: float | None = None
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> Threshold:
+        if all(getattr(self, n) is None for n in ("min", "max", "min_change", "max_change")):
+            raise ValueError(
+                f"threshold for {self.metric!r} has no rule: give min, max, min_change or "
+                "max_change"
+            )
+        return self
+
+
+class Gate(Body):
+    thresholds: Annotated[list[Threshold], Field(min_length=1, max_length=50)]
+
+
+class CreateRef(InNamespace, RefCreateRequest):
+    pass
+
+
+class MoveRef(InNamespace, RefMoveRequest):
+    ref_name: RefName
+
+
+class RollbackRef(InNamespace, RefRollbackRequest):
+    ref_name: RefName
+
+
+class PromoteRef(InNamespace):
+    """Move the ref to ``candidate`` if the gate holds on the recorded evaluation, whose
+    runs are the candidate and (for relative thresholds) the ref's current target."""
+
+    ref_name: RefName
+    candidate: Identifier
+    evaluation_id: Identifier
+    gate: Gate
+    reason: Reason = ""
+
+
+class JudgedQuery(Body):
+    query_id: Annotated[str, Field(min_length=1, max_length=200)]
+    inputs: dict[str, Any]
+    # document (by the set's id_field) -> graded relevance, 0 = not relevant
+    judgments: Annotated[dict[str, Annotated[int, Field(ge=0, le=10)]], Field(min_length=1)]
+
+
+class LabelledDocument(Body):
+    document_id: Annotated[str, Field(min_length=1, max_length=200)]
+    text: Annotated[str, Field(min_length=1, max_length=20000)]
+    expected: dict[str, str | None]
+
+
+class EvaluationSetCreateRequest(Body):
+    evaluation_set_name: ResourceName
+    description: Description = ""
+    set_type: Literal["retriever", "taxonomy"]
+    # which field of a result's payload identifies a document for the judgments
+    id_field: Annotated[str, Field(min_length=1, max_length=200)] = "document_id"
+    # which enrichment field holds a taxonomy's label
+    label_field: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    queries: Annotated[list[JudgedQuery], Field(max_length=5000)] = Field(default_factory=list)
+    documents: Annotated[list[LabelledDocument], Field(max_length=5000)] = Field(
+        default_factory=list
+    )
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> EvaluationSetCreateRequest:
+        if self.set_type == "retriever":
+            if not self.queries or self.documents:
+                raise ValueError("a retriever evaluation set has queries and no documents")
+            ids = [q.query_id for q in self.queries]
+        else:
+            if not self.documents or self.queries:
+                raise ValueError("a taxonomy evaluation set has documents and no queries")
+            if self.label_field is None:
+                raise ValueError("a taxonomy evaluation set needs label_field")
+            missing = [d.document_id for d in self.documents if self.label_field not in d.expected]
+            if missing:
+                raise ValueError(
+                    f"documents {missing[:5]} have no expected {self.label_field!r} label"
+                )
+            ids = [d.document_id for d in self.documents]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate ids in the set: {duplicates[:5]}")
+        return self
+
+
+class CreateEvaluationSet(InNamespace, EvaluationSetCreateRequest):
+    pass
+
+
+class EvaluationRun(Body):
+    target_id: Identifier
+    metrics: dict[str, float]
+
+
+class RecordEvaluation(InNamespace):
+    """What an evaluation measured (run by the API, recorded as an event)."""
+
+    evaluation_set_identifier: Identifier
+    k: Annotated[int, Field(ge=1, le=1000)]
+    runs: Annotated[list[EvaluationRun], Field(min_length=1, max_length=2)]
+    agreement: float | None = None
+
+
 BODIES: dict[str, type[Body]] = {
     "namespaces.create": CreateNamespace,
     "namespaces.update": UpdateNamespace,
@@ -296,6 +451,12 @@ BODIES: dict[str, type[Body]] = {
     "tasks.reprocess_progress": ReportReprocessProgress,
     "collections.apply_taxonomy": ApplyTaxonomy,
     "tasks.apply_progress": ReportReprocessProgress,
+    "refs.create": CreateRef,
+    "refs.move": MoveRef,
+    "refs.promote": PromoteRef,
+    "refs.rollback": RollbackRef,
+    "evaluation_sets.create": CreateEvaluationSet,
+    "evaluations.record": RecordEvaluation,
 }
 
 # Sent by envbranch's own processors (the vector processor reports copy progress).

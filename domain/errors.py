@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     INVALID_REFERENCE = "invalid_reference"
     INVALID_INCLUDE_RESOURCES = "invalid_include_resources"
     NOT_READY = "not_ready"
+    NOTHING_TO_DO = "nothing_to_do"
+    STALE_EVALUATION = "stale_evaluation"
     # Applying it failed in a way no retry fixes.
     INTERNAL_ERROR = "internal_error"
 

@@ -20,6 +20,7 @@ from domain.aggregates import (
 from domain.cloning import clone_namespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
+from domain.promotion import HANDLERS as PROMOTION_HANDLERS
 from domain.references import map_collections, map_source, map_stages, map_taxonomy_config
 from domain.unit import Unit
 from domain.values import json_of, tree_problem
@@ -286,4 +287,5 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "tasks.reprocess_progress": report_reprocess_progress,
     "collections.apply_taxonomy": apply_taxonomy,
     "tasks.apply_progress": report_apply_progress,
+    **PROMOTION_HANDLERS,
 }

@@ -15,6 +15,8 @@ class Kind(StrEnum):
     TAXONOMY = "taxonomy"
     TASK = "task"
     OBJECT = "object"
+    EVALUATION_SET = "evaluation_set"
+    EVALUATION = "evaluation"
 
     @property
     def prefix(self) -> str:
@@ -33,9 +35,11 @@ PREFIXES: dict[Kind, str] = {
     Kind.TAXONOMY: "tax",
     Kind.TASK: "task",
     Kind.OBJECT: "obj",
+    Kind.EVALUATION_SET: "evs",
+    Kind.EVALUATION: "eval",
 }
 _KIND_BY_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
-ID_PATTERN = re.compile(r"^(ns|bkt|col|ret|tax|task|obj)_[0-9a-f]{32}$")
+ID_PATTERN = re.compile(r"^(ns|bkt|col|ret|tax|task|obj|evs|eval)_[0-9a-f]{32}$")
 
 
 def new_id(kind: Kind) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -15,10 +16,21 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class Unit:
-    def __init__(self, repository: Repository) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        positions_of: Callable[[str], dict[int, int]] | None = None,
+    ) -> None:
         self._repository = repository
         self._touched: dict[str, Aggregate] = {}
         self.namespace_id: str | None = None  # the namespace the command acts in
+        self._positions_of = positions_of
+
+    def positions_of(self, aggregate_id: str) -> dict[int, int]:
+        """The log position each stored version of an aggregate was recorded at."""
+        if self._positions_of is None:
+            raise RuntimeError("this unit was opened without access to log positions")
+        return self._positions_of(aggregate_id)
 
     @property
     def aggregates(self) -> list[Aggregate]:

@@ -209,8 +209,10 @@ def create_app(
         command_id = await command("namespaces.clone", payload, who, idem, source["namespace_id"])
         clone = await created_namespace(command_id)
         await asyncio.to_thread(keys.grant, who.key_id, clone["namespace_id"])
-        task = await read(queries.task, clone["clone_task_id"])
-        status = {"COMPLETED": "ready", "FAILED": "failed"}.get(task["status"], "cloning")
+        # The answer describes the clone as this command left it: a clone whose vectors
+        # are still to be copied is "cloning" even if the copy has finished since.
+        done = await read(queries.created_by_command, command_id, ["CloneTask.Completed"])
+        status = "cloning" if done is None else "ready"
         return {
             "namespace": clone,
             "source_namespace_id": source["namespace_id"],

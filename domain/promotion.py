@@ -1,0 +1,185 @@
+"""Refs, evaluation sets, evaluations and the promotion gate: one function per command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from domain import commands as c
+from domain.aggregates import Namespace, Resource
+from domain.errors import CommandRejected, ErrorCode
+from domain.evaluation import check_gate, failure_as_dict, threshold_from_dict
+from domain.ids import Kind, kind_of
+from domain.quality import Evaluation, EvaluationSet
+from domain.refs import Ref
+from domain.unit import Unit
+
+
+def create_ref(unit: Unit, body: c.CreateRef) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    ref_id = Ref.id_for(namespace.id, body.ref_name)
+    existing = unit.get(ref_id, Ref)
+    if existing is not None:
+        raise CommandRejected(
+            ErrorCode.DUPLICATE_NAME,
+            f"a ref named {body.ref_name!r} already exists in namespace "
+            f"{namespace.namespace_name!r}: move it instead",
+            field="body.ref_name",
+            existing_target_id=existing.target_id,
+        )
+    target_id, target_ns = _target(unit, namespace, body.target_kind, body.target, "body.target")
+    unit.add(
+        Ref.create(namespace.id, body.ref_name, body.target_kind, target_id, target_ns, body.reason)
+    )
+
+
+def move_ref(unit: Unit, body: c.MoveRef) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    ref = _ref(unit, namespace, body.ref_name)
+    target_id, target_ns = _target(unit, namespace, ref.target_kind, body.target, "body.target")
+    ref.move_to(target_id, target_ns, body.reason)
+
+
+def promote_ref(unit: Unit, body: c.PromoteRef) -> None:
+    """Move the ref to the candidate only if every threshold of the gate holds."""
+    namespace = unit.namespace(body.namespace_identifier)
+    ref = _ref(unit, namespace, body.ref_name)
+    candidate_id, candidate_ns = _target(
+        unit, namespace, ref.target_kind, body.candidate, "body.candidate"
+    )
+    evaluation = unit.get(body.evaluation_id, Evaluation)
+    if evaluation is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND,
+            f"evaluation {body.evaluation_id!r} not found",
+            field="body.evaluation_id",
+        )
+    candidate = evaluation.metrics_of(candidate_id)
+    if candidate is None:
+        raise CommandRejected(
+            ErrorCode.STALE_EVALUATION,
+            f"evaluation {evaluation.id} did not run the candidate {candidate_id}",
+            field="body.evaluation_id",
+        )
+    thresholds = [
+        threshold_from_dict(t.model_dump(exclude_none=True)) for t in body.gate.thresholds
+    ]
+    relative = any(t.min_change is not None or t.max_change is not None for t in thresholds)
+    baseline = evaluation.metrics_of(ref.target_id)
+    if relative and baseline is None:
+        raise CommandRejected(
+            ErrorCode.STALE_EVALUATION,
+            f"evaluation {evaluation.id} has no run of {ref.target_id}, the target ref "
+            f"{ref.ref_name!r} points at now (it may have moved since): evaluate again",
+            field="body.evaluation_id",
+            current_target_id=ref.target_id,
+        )
+    failures = check_gate(thresholds, candidate, baseline)
+    if failures:
+        reported = [failure_as_dict(f) for f in failures]
+        ref.refuse_promotion(candidate_id, evaluation.id, reported, body.reason)
+    else:
+        ref.promote(candidate_id, candidate_ns, evaluation.id, body.reason)
+
+
+def roll_back_ref(unit: Unit, body: c.RollbackRef) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    ref = _ref(unit, namespace, body.ref_name)
+    if body.to == "previous":
+        to: dict[str, Any] = {"to": "previous"}
+        entry = ref.previous_entry()
+    elif body.position is not None:
+        to = {"position": body.position}
+        entry = ref.entry_at_position(body.position, unit.positions_of(ref.id))
+    else:
+        assert body.time is not None
+        to = {"time": body.time.isoformat()}
+        entry = ref.entry_at_time(body.time)
+    ref.roll_back(to, entry, body.reason)
+
+
+def create_evaluation_set(unit: Unit, body: c.CreateEvaluationSet) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    evaluation_set = EvaluationSet(
+        namespace_id=namespace.id,
+        evaluation_set_name=body.evaluation_set_name,
+        description=body.description,
+        set_type=body.set_type,
+        id_field=body.id_field,
+        label_field=body.label_field,
+        queries=[q.model_dump(mode="json") for q in body.queries],
+        documents=[d.model_dump(mode="json") for d in body.documents],
+    )
+    namespace.add_resource(Kind.EVALUATION_SET, evaluation_set.id, evaluation_set.name)
+    unit.add(evaluation_set)
+
+
+def record_evaluation(unit: Unit, body: c.RecordEvaluation) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    field = "body.evaluation_set_identifier"
+    evaluation_set = unit.resource(
+        namespace, Kind.EVALUATION_SET, body.evaluation_set_identifier, field
+    )
+    assert isinstance(evaluation_set, EvaluationSet)
+    runs = []
+    for i, run in enumerate(body.runs):
+        expected = Kind(evaluation_set.set_type)
+        if kind_of(run.target_id) is not expected or unit.get(run.target_id, Resource) is None:
+            raise CommandRejected(
+                ErrorCode.INVALID_REFERENCE,
+                f"{run.target_id!r} is not a {expected.value}: a {evaluation_set.set_type} "
+                f"evaluation set evaluates {expected.plural}",
+                field=f"body.runs[{i}].target_id",
+            )
+        runs.append({"target_id": run.target_id, "target_kind": expected.value, **run.model_dump()})
+    unit.add(
+        Evaluation.record(
+            namespace.id, evaluation_set.id, evaluation_set.set_type, body.k, runs, body.agreement
+        )
+    )
+
+
+def _ref(unit: Unit, namespace: Namespace, ref_name: str) -> Ref:
+    ref = unit.get(Ref.id_for(namespace.id, ref_name), Ref)
+    if ref is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND,
+            f"ref {ref_name!r} not found in namespace {namespace.namespace_name!r}",
+            field="body.ref_name",
+        )
+    return ref
+
+
+def _target(
+    unit: Unit, namespace: Namespace, kind_name: str, identifier: str, field: str
+) -> tuple[str, str]:
+    """The ID and namespace of what a ref may point at: an ID anywhere, or a name here."""
+    kind = Kind(kind_name)
+    if kind is Kind.NAMESPACE:
+        target_namespace = unit.namespace(identifier, field)
+        return target_namespace.id, target_namespace.id
+    if kind_of(identifier) is None:
+        resource = unit.resource(namespace, kind, identifier, field)
+        return resource.id, resource.namespace_id
+    if kind_of(identifier) is not kind:
+        raise CommandRejected(
+            ErrorCode.WRONG_KIND,
+            f"{identifier!r} is not a {kind.value} ID; this ref points at {kind.plural}",
+            field=field,
+        )
+    found = unit.get(identifier, Resource)
+    if found is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND, f"{kind.value} {identifier!r} not found", field=field
+        )
+    return found.id, found.namespace_id
+
+
+HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
+    "refs.create": create_ref,
+    "refs.move": move_ref,
+    "refs.promote": promote_ref,
+    "refs.rollback": roll_back_ref,
+    "evaluation_sets.create": create_evaluation_set,
+    "evaluations.record": record_evaluation,
+}
