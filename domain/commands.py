@@ -338,6 +338,26 @@ class Gate(Body):
     thresholds: Annotated[list[Threshold], Field(min_length=1, max_length=50)]
 
 
+class RefPromoteRequest(Body):
+    """The HTTP call: evaluate ``candidate`` and the ref's current target on the set, then
+    promote through the gate (the command carries the recorded evaluation)."""
+
+    candidate: Identifier
+    evaluation_set: Identifier
+    gate: Gate
+    k: Annotated[int, Field(ge=1, le=1000)] = 10
+    reason: Reason = ""
+
+
+class EvaluationRunRequest(Body):
+    """Run a set against a candidate and, optionally, a baseline to compare with."""
+
+    evaluation_set: Identifier
+    candidate: Identifier
+    baseline: Identifier | None = None
+    k: Annotated[int, Field(ge=1, le=1000)] = 10
+
+
 class CreateRef(InNamespace, RefCreateRequest):
     pass
 
@@ -428,6 +448,14 @@ class RecordEvaluation(InNamespace):
     agreement: float | None = None
 
 
+class CheckpointRequest(Body):
+    reason: Reason = ""
+
+
+class RequestCheckpoint(CheckpointRequest):
+    pass
+
+
 BODIES: dict[str, type[Body]] = {
     "namespaces.create": CreateNamespace,
     "namespaces.update": UpdateNamespace,
@@ -457,6 +485,7 @@ BODIES: dict[str, type[Body]] = {
     "refs.rollback": RollbackRef,
     "evaluation_sets.create": CreateEvaluationSet,
     "evaluations.record": RecordEvaluation,
+    "checkpoints.create": RequestCheckpoint,
 }
 
 # Sent by envbranch's own processors (the vector processor reports copy progress).

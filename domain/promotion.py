@@ -11,7 +11,7 @@ from domain.errors import CommandRejected, ErrorCode
 from domain.evaluation import check_gate, failure_as_dict, threshold_from_dict
 from domain.ids import Kind, kind_of
 from domain.quality import Evaluation, EvaluationSet
-from domain.refs import Ref
+from domain.refs import Checkpoint, Ref
 from domain.unit import Unit
 
 
@@ -139,6 +139,10 @@ def record_evaluation(unit: Unit, body: c.RecordEvaluation) -> None:
     )
 
 
+def request_checkpoint(unit: Unit, body: c.RequestCheckpoint) -> None:
+    unit.add(Checkpoint.request(body.reason))
+
+
 def _ref(unit: Unit, namespace: Namespace, ref_name: str) -> Ref:
     ref = unit.get(Ref.id_for(namespace.id, ref_name), Ref)
     if ref is None:
@@ -182,4 +186,5 @@ HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
     "refs.rollback": roll_back_ref,
     "evaluation_sets.create": create_evaluation_set,
     "evaluations.record": record_evaluation,
+    "checkpoints.create": request_checkpoint,
 }

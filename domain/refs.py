@@ -7,6 +7,7 @@ one more move, to a target it had before, and can itself be rolled back.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -204,3 +205,18 @@ def _entry(
         "at": event.timestamp,
         "version": event.originator_version,
     }
+
+
+class Checkpoint(Aggregate):
+    """A request, in the log itself, that every read model record a digest of its tables
+    at exactly this position: what ``envbranch replay --verify`` proves a rebuild against."""
+
+    class Requested(Aggregate.Created):
+        reason: str
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    @classmethod
+    def request(cls, reason: str) -> Checkpoint:
+        return cls._create(cls.Requested, id=f"chk:{uuid.uuid4().hex}", reason=reason)

@@ -72,6 +72,9 @@ class Client:
         self.taxonomies = Taxonomies(self, "taxonomies", s.Taxonomy, s.TaxonomyCloneResponse)
         self.tasks = Tasks(self)
         self.keys = Keys(self)
+        self.refs = Refs(self)
+        self.evaluation_sets = EvaluationSets(self)
+        self.evaluations = Evaluations(self)
 
     def request(
         self,
@@ -110,6 +113,15 @@ class Client:
         to_position, since, until; page with limit and offset."""
         params = {k: v for k, v in filters.items() if v is not None}
         return self.request("GET", "/v1/audit", s.Page[s.AuditEntry], params=params)
+
+    def diff(self, from_: str, to: str) -> dict[str, Any]:
+        """What differs between two namespaces (IDs or names) or two resources (IDs)."""
+        params = {"from": from_, "to": to}
+        return self.request("GET", "/v1/diff", _Json, params=params).model_dump()
+
+    def checkpoint(self, reason: str = "") -> s.Checkpoint:
+        """Have the read models record a digest of their tables at this position."""
+        return self.request("POST", "/v1/checkpoints", s.Checkpoint, json={"reason": reason})
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -318,3 +330,69 @@ def _ingest(client: Client, path: str, body: dict[str, Any], namespace: str | No
 class _Accepted(BaseModel):
     command_id: str
     position: int
+
+
+class Refs:
+    """Named pointers (production, staging ...): create, move, promote through a gate,
+    roll back; ``ref:<name>`` works wherever a retriever or taxonomy identifier does."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, body: Body, *, namespace: str | None = None) -> s.Ref:
+        """A ref: ``{ref_name, target_kind, target, reason}``."""
+        return self._client.request(
+            "POST", "/v1/refs", s.Ref, json=_json(body), namespace=namespace
+        )
+
+    def get(self, name: str, *, namespace: str | None = None) -> s.Ref:
+        """A ref with its whole history."""
+        return self._client.request("GET", f"/v1/refs/{name}", s.Ref, namespace=namespace)
+
+    def move(self, name: str, body: Body, *, namespace: str | None = None) -> s.Ref:
+        """Point the ref at ``{target, reason}`` (no gate)."""
+        path = f"/v1/refs/{name}/move"
+        return self._client.request("POST", path, s.Ref, json=_json(body), namespace=namespace)
+
+    def promote(self, name: str, body: Body, *, namespace: str | None = None) -> s.PromotionResult:
+        """Evaluate ``candidate`` against the current target on ``evaluation_set`` and move
+        the ref only if every threshold of ``gate`` holds; EnvbranchError 422 gate_failed
+        (details: the failing metrics) otherwise."""
+        path = f"/v1/refs/{name}/promote"
+        return self._client.request(
+            "POST", path, s.PromotionResult, json=_json(body), namespace=namespace
+        )
+
+    def rollback(self, name: str, body: Body, *, namespace: str | None = None) -> s.Ref:
+        """Back to ``{"to": "previous"}``, ``{"position": n}`` or ``{"time": iso}``."""
+        path = f"/v1/refs/{name}/rollback"
+        return self._client.request("POST", path, s.Ref, json=_json(body), namespace=namespace)
+
+
+class EvaluationSets:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, body: Body, *, namespace: str | None = None) -> s.EvaluationSet:
+        """Queries with judgments (retrievers) or labelled documents (taxonomies)."""
+        return self._client.request(
+            "POST", "/v1/evaluation_sets", s.EvaluationSet, json=_json(body), namespace=namespace
+        )
+
+    def get(self, identifier: str, *, namespace: str | None = None) -> s.EvaluationSet:
+        path = f"/v1/evaluation_sets/{identifier}"
+        return self._client.request("GET", path, s.EvaluationSet, namespace=namespace)
+
+
+class Evaluations:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def run(self, body: Body, *, namespace: str | None = None) -> s.Evaluation:
+        """Run ``evaluation_set`` on ``candidate`` (and ``baseline``); recorded as an event."""
+        return self._client.request(
+            "POST", "/v1/evaluations", s.Evaluation, json=_json(body), namespace=namespace
+        )
+
+    def get(self, evaluation_id: str) -> s.Evaluation:
+        return self._client.request("GET", f"/v1/evaluations/{evaluation_id}", s.Evaluation)

@@ -30,6 +30,8 @@ class Settings:
     read_model_schema: str = "envbranch_read"
     # Events the relay reads from the store and publishes per Kafka request.
     relay_page_size: int = 500
+    # The read model records a digest of its tables every this many positions.
+    digest_interval: int = 1000
     # A Qdrant server; unset: Qdrant Edge in-process under data_dir (one process only).
     qdrant_url: str | None = None
 
@@ -61,6 +63,7 @@ class Settings:
             read_model_schema=env.get("ENVBRANCH_READ_MODEL_SCHEMA") or "envbranch_read",
             qdrant_url=env.get("QDRANT_URL") or None,
             relay_page_size=_positive_int(env, "ENVBRANCH_RELAY_PAGE_SIZE", 500),
+            digest_interval=_positive_int(env, "ENVBRANCH_DIGEST_INTERVAL", 1000),
         )
 
     @property

@@ -65,7 +65,7 @@ def prepare_vectors(settings: Settings, vectors: VectorStore) -> VectorMateriali
 
 def prepare_read_side(settings: Settings) -> tuple[Database, ReadModel, ApiKeys]:
     db = read_model_database(settings)
-    read_model = ReadModel(db)
+    read_model = ReadModel(db, settings.digest_interval)
     read_model.create()
     keys = ApiKeys(db)
     keys.create_table()

@@ -22,6 +22,7 @@ from projections import queries
 from projections import schemas as s
 from projections.auth import ApiKeys, Principal
 from projections.gateway import CommandGateway, CommandTimeout
+from projections.release_api import add_release_routes
 from projections.sql import Database
 from projections.vector_api import add_vector_routes
 from projections.vectors.materializer import VectorMaterializer
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 STATUS = {
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.NOTHING_TO_DO: 409,
+    ErrorCode.STALE_EVALUATION: 409,
     ErrorCode.DUPLICATE_NAME: 409,
     ErrorCode.COMMAND_ID_REUSED: 409,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
@@ -234,7 +237,7 @@ def create_app(
         id_field, identifier_field = f"{kind.value}_id", f"{kind.value}_identifier"
 
         async def find(ns: dict[str, Any], identifier: str) -> dict[str, Any]:
-            row = await read(queries.resource, kind, ns["namespace_id"], identifier)
+            row = await read(queries.resolve, kind, ns["namespace_id"], identifier)
             if row is None:
                 message = f"{kind.value} {identifier!r} not found in namespace"
                 raise ApiError(404, "not_found", f"{message} {ns['namespace_name']!r}")
@@ -415,14 +418,13 @@ def create_app(
         assert sent.position is not None  # execute returns once the receipt was applied
         return sent.command_id, sent.position
 
-    add_vector_routes(
-        app,
-        db,
-        materializer,
-        write,
-        {"Who": Who, "InNamespace": InNamespace, "IdempotencyKey": IdempotencyKey},
-        gateway.timeout,
-    )
+    deps: dict[str, Any] = {
+        "Who": Who,
+        "InNamespace": InNamespace,
+        "IdempotencyKey": IdempotencyKey,
+    }
+    add_vector_routes(app, db, materializer, write, deps, gateway.timeout)
+    add_release_routes(app, db, write, {**deps, "materializer": materializer})
 
     @app.get("/v1/health")
     async def health() -> dict[str, Any]:

@@ -15,6 +15,7 @@ TABLE = {
     Kind.COLLECTION: ("collections", "collection_id", "collection_name"),
     Kind.RETRIEVER: ("retrievers", "retriever_id", "retriever_name"),
     Kind.TAXONOMY: ("taxonomies", "taxonomy_id", "taxonomy_name"),
+    Kind.EVALUATION_SET: ("evaluation_sets", "evaluation_set_id", "evaluation_set_name"),
 }
 
 Scope = frozenset[str] | None  # namespace IDs a caller may see; None: all
@@ -134,3 +135,55 @@ def _in(column: str, values: Sequence[str] | None) -> tuple[str, list[Any]]:
     if not values:
         return "WHERE 1 = 0", []
     return f"WHERE {column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+# --- refs -------------------------------------------------------------------------
+
+REF_PREFIX = "ref:"
+
+
+def ref(db: Database, namespace_id: str, ref_name: str) -> dict[str, Any] | None:
+    """A ref of a namespace with its whole history, oldest first."""
+    row = _one(
+        db.query(
+            "SELECT * FROM refs WHERE namespace_id = ? AND ref_name = ?", [namespace_id, ref_name]
+        )
+    )
+    if row is None:
+        return None
+    history = db.query(
+        "SELECT * FROM ref_history WHERE ref_id = ? ORDER BY position", [row["ref_id"]]
+    )
+    return {**row, "history": [from_row(h) for h in history]}
+
+
+def refs_page(
+    db: Database, namespace_id: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    total = db.query("SELECT COUNT(*) AS n FROM refs WHERE namespace_id = ?", [namespace_id])
+    rows = db.query(
+        "SELECT ref_name FROM refs WHERE namespace_id = ? ORDER BY ref_name LIMIT ? OFFSET ?",
+        [namespace_id, limit, offset],
+    )
+    found = [ref(db, namespace_id, r["ref_name"]) for r in rows]
+    return [r for r in found if r is not None], int(total[0]["n"])
+
+
+def resolve(db: Database, kind: Kind, namespace_id: str, identifier: str) -> dict | None:
+    """A resource by ID or name in a namespace, or by ``ref:<name>``: the resource a ref
+    of this namespace points at now (which may live in another namespace)."""
+    if not identifier.startswith(REF_PREFIX):
+        return resource(db, kind, namespace_id, identifier)
+    found = ref(db, namespace_id, identifier.removeprefix(REF_PREFIX))
+    if found is None or found["target_kind"] != kind.value:
+        return None
+    return resource(db, kind, found["target_namespace_id"], found["target_id"])
+
+
+def evaluation(db: Database, evaluation_id: str) -> dict[str, Any] | None:
+    return _one(db.query("SELECT * FROM evaluations WHERE evaluation_id = ?", [evaluation_id]))
+
+
+def digests(db: Database, position: int) -> dict[str, str]:
+    rows = db.query("SELECT table_name, digest FROM digests WHERE position = ?", [position])
+    return {r["table_name"]: r["digest"] for r in rows}

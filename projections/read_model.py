@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from domain.envelopes import EventEnvelope
+from projections import ref_model
 from projections.sql import Cursor, Database
 
 # kind -> (table, ID column, columns copied from the event data)
@@ -36,6 +37,19 @@ RESOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("retriever_name", "description", "collection_ids", "stages", "input_schema"),
     ),
     "Taxonomy": ("taxonomies", "taxonomy_id", ("taxonomy_name", "description", "config")),
+    "EvaluationSet": (
+        "evaluation_sets",
+        "evaluation_set_id",
+        (
+            "evaluation_set_name",
+            "description",
+            "set_type",
+            "id_field",
+            "label_field",
+            "queries",
+            "documents",
+        ),
+    ),
 }
 COMMON = "created_at TEXT, updated_at TEXT, created_by TEXT, version INTEGER"
 
@@ -68,6 +82,14 @@ SCHEMA = [
         occurred_at TEXT, data TEXT)""",
     """CREATE TABLE IF NOT EXISTS commands (command_id TEXT PRIMARY KEY, position INTEGER,
         command_type TEXT, actor TEXT, namespace_id TEXT, body_digest TEXT)""",
+    f"""CREATE TABLE IF NOT EXISTS evaluation_sets (evaluation_set_id TEXT PRIMARY KEY,
+        namespace_id TEXT, evaluation_set_name TEXT, description TEXT, set_type TEXT,
+        id_field TEXT, label_field TEXT, queries TEXT, documents TEXT,
+        source_evaluation_set_id TEXT, {COMMON})""",
+    # A digest of every projected table at chosen positions: what a replay must reproduce.
+    """CREATE TABLE IF NOT EXISTS digests (position INTEGER, table_name TEXT, digest TEXT,
+        row_count INTEGER, PRIMARY KEY (position, table_name))""",
+    *ref_model.SCHEMA,
     "CREATE INDEX IF NOT EXISTS lineage_source ON lineage (source_id)",
     "CREATE INDEX IF NOT EXISTS audit_aggregate ON audit (aggregate_id)",
     "CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace_id)",
@@ -88,6 +110,8 @@ PROJECTED = {
     "lineage": "clone_id",
     "audit": "position",
     "commands": "command_id",
+    "evaluation_sets": "evaluation_set_id",
+    **ref_model.PROJECTED,
 }
 JSON_COLUMNS = {
     "bucket_schema",
@@ -101,6 +125,9 @@ JSON_COLUMNS = {
     "progress",
     "result",
     "data",
+    "queries",
+    "documents",
+    *ref_model.JSON_COLUMNS,
 }
 
 
@@ -117,9 +144,14 @@ def from_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Digests are recorded every this many positions, and at every Checkpoint.Requested.
+DIGEST_INTERVAL = 1000
+
+
 class ReadModel:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, digest_interval: int = DIGEST_INTERVAL) -> None:
         self.db = db
+        self.digest_interval = digest_interval
 
     def create(self) -> None:
         with self.db.transaction() as cur:
@@ -134,7 +166,7 @@ class ReadModel:
 
     def drop(self) -> None:
         with self.db.transaction() as cur:
-            for table in [*PROJECTED, "read_model_state"]:
+            for table in [*PROJECTED, "digests", "read_model_state"]:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def generation(self) -> str:
@@ -160,20 +192,50 @@ class ReadModel:
                 project(cur, envelope)
                 position = envelope.position
                 applied += 1
+                if self.digest_due(envelope):
+                    record_digests(cur, position)
             if applied:
                 cur.execute(
                     "UPDATE read_model_state SET value = ? WHERE name = 'position'", [str(position)]
                 )
         return applied
 
+    def digest_due(self, envelope: EventEnvelope) -> bool:
+        return (
+            envelope.type == "Checkpoint.Requested" or envelope.position % self.digest_interval == 0
+        )
+
     def digest(self) -> dict[str, str]:
         """A hash of every projected table, to compare two read models."""
-        out = {}
-        for table, key in PROJECTED.items():
-            rows = self.db.query(f"SELECT * FROM {table} ORDER BY {key}")
-            canonical = json.dumps([from_row(r) for r in rows], sort_keys=True, default=str)
-            out[table] = hashlib.sha256(canonical.encode()).hexdigest()
-        return out
+        return {table: d for table, (d, _) in table_digests(self.db.query).items()}
+
+    def recorded_digests(self, position: int) -> dict[str, str]:
+        """The digests recorded when this read model stood at ``position`` (or {})."""
+        rows = self.db.query(
+            "SELECT table_name, digest FROM digests WHERE position = ?", [position]
+        )
+        return {r["table_name"]: r["digest"] for r in rows}
+
+    def digest_positions(self) -> list[int]:
+        rows = self.db.query("SELECT DISTINCT position FROM digests ORDER BY position")
+        return [int(r["position"]) for r in rows]
+
+
+def table_digests(query: Any) -> dict[str, tuple[str, int]]:
+    """A hash and a row count of every projected table, through ``query(sql, params)``."""
+    out = {}
+    for table, key in PROJECTED.items():
+        rows = query(f"SELECT * FROM {table} ORDER BY {key}")
+        canonical = json.dumps([from_row(r) for r in rows], sort_keys=True, default=str)
+        out[table] = (hashlib.sha256(canonical.encode()).hexdigest(), len(rows))
+    return out
+
+
+def record_digests(cur: Cursor, position: int) -> None:
+    """Record the tables' digests as they stand at ``position`` (inside its transaction)."""
+    cur.execute("DELETE FROM digests WHERE position = ?", [position])
+    for table, (digest, count) in table_digests(cur.query).items():
+        cur.execute("INSERT INTO digests VALUES (?, ?, ?, ?)", [position, table, digest, count])
 
 
 def project(cur: Cursor, e: EventEnvelope) -> None:
@@ -200,6 +262,10 @@ def project(cur: Cursor, e: EventEnvelope) -> None:
         _project_task(cur, e, what)
     elif aggregate in WORK_TASKS:
         _project_work(cur, e, what, WORK_TASKS[aggregate])
+    elif aggregate == "Ref":
+        ref_model.project_ref(cur, e, what)
+    elif aggregate == "Evaluation":
+        ref_model.project_evaluation(cur, e)
     elif aggregate == "CommandReceipt":
         cur.execute(
             "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?)",

@@ -182,3 +182,71 @@ class ErrorBody(Model):
 
 class ErrorResponse(Model):
     error: ErrorBody
+
+
+# --- refs, evaluations, checkpoints, diff --------------------------------------------
+
+
+class RefHistoryEntry(Model):
+    position: int
+    action: str  # create | move | promote | rollback | promotion_refused
+    target_id: str
+    previous_target_id: str | None = None
+    reason: str = ""
+    evaluation_id: str | None = None
+    detail: dict[str, Any] | None = None  # rolled_back_to, or a refusal's failures
+    actor: str
+    command_id: str | None = None
+    occurred_at: str
+
+
+class Ref(Stamped):
+    ref_id: str
+    namespace_id: str
+    ref_name: str
+    target_kind: str
+    target_id: str
+    target_namespace_id: str
+    history: list[RefHistoryEntry]
+
+
+class EvaluationSet(Stamped):
+    evaluation_set_id: str
+    namespace_id: str
+    evaluation_set_name: str
+    description: str = ""
+    set_type: str
+    id_field: str
+    label_field: str | None = None
+    queries: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+
+
+class EvaluationRunResult(Model):
+    target_id: str
+    target_kind: str | None = None
+    metrics: dict[str, float]
+
+
+class Evaluation(Model):
+    evaluation_id: str
+    namespace_id: str
+    evaluation_set_id: str
+    set_type: str
+    k: int
+    runs: list[EvaluationRunResult]
+    agreement: float | None = None
+    position: int
+    created_at: str
+    created_by: str
+
+
+class PromotionResult(Model):
+    promoted: bool
+    ref: Ref
+    evaluation: Evaluation
+
+
+class Checkpoint(Model):
+    position: int
+    digests: dict[str, str]

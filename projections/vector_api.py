@@ -86,7 +86,7 @@ def add_vector_routes(
             await asyncio.sleep(0.01)
 
     async def find(kind: Kind, ns: dict[str, Any], identifier: str) -> dict[str, Any]:
-        row = await asyncio.to_thread(queries.resource, db, kind, ns["namespace_id"], identifier)
+        row = await asyncio.to_thread(queries.resolve, db, kind, ns["namespace_id"], identifier)
         if row is None:
             raise ApiError(404, "not_found", f"{kind.value} {identifier!r} not found")
         return row
@@ -207,13 +207,31 @@ def add_vector_routes(
                 rows[collection_id] = row
         return rows
 
+    async def taxonomy_inputs(
+        taxonomy: dict[str, Any],
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The retrievers and collections a taxonomy classifies with (in its namespace)."""
+        home = {"namespace_id": taxonomy["namespace_id"]}
+        retrievers: dict[str, dict[str, Any]] = {}
+        for ret_id in _retriever_ids(taxonomy["config"]):
+            retrievers[ret_id] = await find(Kind.RETRIEVER, home, ret_id)
+        collection_ids = {cid for r in retrievers.values() for cid in r["collection_ids"]}
+        collection_ids |= _reference_collections(taxonomy["config"])
+        return retrievers, await collections_of(home, sorted(collection_ids))
+
+    deps["taxonomy_inputs"] = taxonomy_inputs
+    deps["collections_of"] = collections_of
+    deps["runner"] = runner
+
     @app.post("/v1/retrievers/{identifier}/execute")
     async def execute_retriever(
         identifier: str, body: ExecuteRequest, ns: InNamespace, who: Who
     ) -> Any:
         vectors()
         retriever = await find(Kind.RETRIEVER, ns, identifier)
-        collections = await collections_of(ns, retriever["collection_ids"])
+        # A ref may point at a retriever of another namespace: it reads its own collections.
+        home = {"namespace_id": retriever["namespace_id"]}
+        collections = await collections_of(home, retriever["collection_ids"])
         assert runner is not None
         try:
             result = await asyncio.to_thread(
@@ -231,12 +249,7 @@ def add_vector_routes(
     async def classify(identifier: str, body: ClassifyRequest, ns: InNamespace, who: Who) -> Any:
         vectors()
         taxonomy = await find(Kind.TAXONOMY, ns, identifier)
-        retrievers: dict[str, dict[str, Any]] = {}
-        for ret_id in _retriever_ids(taxonomy["config"]):
-            retrievers[ret_id] = await find(Kind.RETRIEVER, ns, ret_id)
-        collection_ids = {cid for r in retrievers.values() for cid in r["collection_ids"]}
-        collection_ids |= _reference_collections(taxonomy["config"])
-        collections = await collections_of(ns, sorted(collection_ids))
+        retrievers, collections = await taxonomy_inputs(taxonomy)
         assert runner is not None
         taxonomies = TaxonomyRunner(runner)
         try:
