@@ -435,13 +435,15 @@ class CreateEvaluationSet(InNamespace, EvaluationSetCreateRequest):
 
 
 class EvaluationRun(Body):
-    target_id: Identifier
+    target_id: Identifier  # an ID, or a name in the namespace
     metrics: dict[str, float]
 
 
 class RecordEvaluation(InNamespace):
-    """What an evaluation measured (run by the API, recorded as an event)."""
+    """What an evaluation measured (run by the API, recorded as an event). A publisher
+    may choose ``evaluation_id`` (``eval_`` + 32 hex digits) to refer to it at once."""
 
+    evaluation_id: Identifier | None = None
     evaluation_set_identifier: Identifier
     k: Annotated[int, Field(ge=1, le=1000)]
     runs: Annotated[list[EvaluationRun], Field(min_length=1, max_length=2)]

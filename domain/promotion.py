@@ -9,7 +9,7 @@ from domain import commands as c
 from domain.aggregates import Namespace, Resource
 from domain.errors import CommandRejected, ErrorCode
 from domain.evaluation import check_gate, failure_as_dict, threshold_from_dict
-from domain.ids import Kind, kind_of
+from domain.ids import Kind, kind_of, new_id
 from domain.quality import Evaluation, EvaluationSet
 from domain.refs import Checkpoint, Ref
 from domain.unit import Unit
@@ -121,20 +121,38 @@ def record_evaluation(unit: Unit, body: c.RecordEvaluation) -> None:
         namespace, Kind.EVALUATION_SET, body.evaluation_set_identifier, field
     )
     assert isinstance(evaluation_set, EvaluationSet)
+    expected = Kind(evaluation_set.set_type)
     runs = []
     for i, run in enumerate(body.runs):
-        expected = Kind(evaluation_set.set_type)
-        if kind_of(run.target_id) is not expected or unit.get(run.target_id, Resource) is None:
+        field = f"body.runs[{i}].target_id"
+        if kind_of(run.target_id) is None:
+            target_id = unit.resource(namespace, expected, run.target_id, field).id
+        elif kind_of(run.target_id) is expected and unit.get(run.target_id, Resource):
+            target_id = run.target_id
+        else:
             raise CommandRejected(
                 ErrorCode.INVALID_REFERENCE,
                 f"{run.target_id!r} is not a {expected.value}: a {evaluation_set.set_type} "
                 f"evaluation set evaluates {expected.plural}",
-                field=f"body.runs[{i}].target_id",
+                field=field,
             )
-        runs.append({"target_id": run.target_id, "target_kind": expected.value, **run.model_dump()})
+        runs.append({"target_id": target_id, "target_kind": expected.value, "metrics": run.metrics})
+    evaluation_id = body.evaluation_id or new_id(Kind.EVALUATION)
+    if kind_of(evaluation_id) is not Kind.EVALUATION or unit.get(evaluation_id, Evaluation):
+        raise CommandRejected(
+            ErrorCode.DUPLICATE_NAME if kind_of(evaluation_id) else ErrorCode.WRONG_KIND,
+            f"evaluation_id {evaluation_id!r} must be a new eval_ ID (eval_ + 32 hex digits)",
+            field="body.evaluation_id",
+        )
     unit.add(
         Evaluation.record(
-            namespace.id, evaluation_set.id, evaluation_set.set_type, body.k, runs, body.agreement
+            evaluation_id,
+            namespace.id,
+            evaluation_set.id,
+            evaluation_set.set_type,
+            body.k,
+            runs,
+            body.agreement,
         )
     )
 

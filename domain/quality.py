@@ -89,6 +89,7 @@ class Evaluation(Entity):
     @classmethod
     def record(
         cls,
+        evaluation_id: str,
         namespace_id: str,
         evaluation_set_id: str,
         set_type: str,
@@ -98,7 +99,7 @@ class Evaluation(Entity):
     ) -> Evaluation:
         return cls._create(
             cls.Recorded,
-            id=cls.create_id(),
+            id=evaluation_id,
             namespace_id=namespace_id,
             evaluation_set_id=evaluation_set_id,
             set_type=set_type,
