@@ -1,0 +1,49 @@
+"""The read model records a digest of every table at regular positions and at checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domain.application import Environments
+from projections.read_model import PROJECTED, ReadModel
+from projections.sql import Database
+from tests.test_domain import SQLITE, envelopes, populated, run
+
+
+def history() -> Environments:
+    app = Environments(env=SQLITE)
+    populated(app)
+    run(app, "checkpoints.create", {"reason": "before the clone"})
+    run(app, "namespaces.clone", {"namespace_identifier": "prod", "namespace_name": "staging"})
+    return app
+
+
+def test_digests_are_recorded_every_interval_and_at_each_checkpoint(tmp_path: Path) -> None:
+    app = history()
+    events = envelopes(app)
+    model = ReadModel(Database(sqlite_path=tmp_path / "rm.sqlite3"), digest_interval=7)
+    model.create()
+    model.apply(events)
+
+    checkpoint = next(e.position for e in events if e.type == "Checkpoint.Requested")
+    regular = [e.position for e in events if e.position % 7 == 0]
+    assert model.digest_positions() == sorted({*regular, checkpoint})
+    assert set(model.recorded_digests(checkpoint)) == set(PROJECTED)
+    # A recorded digest is the tables as they stood there: the clone came after it.
+    assert model.recorded_digests(checkpoint)["namespaces"] != model.digest()["namespaces"]
+
+
+def test_a_replay_in_other_batches_records_the_same_digests(tmp_path: Path) -> None:
+    events = envelopes(history())
+    one = ReadModel(Database(sqlite_path=tmp_path / "one.sqlite3"), digest_interval=5)
+    other = ReadModel(Database(sqlite_path=tmp_path / "other.sqlite3"), digest_interval=5)
+    for model in (one, other):
+        model.create()
+    one.apply(events)
+    for i in range(0, len(events), 3):  # other batches, and each redelivered once
+        other.apply(events[i : i + 3])
+        other.apply(events[i : i + 3])
+
+    assert one.digest_positions() == other.digest_positions()
+    for position in one.digest_positions():
+        assert one.recorded_digests(position) == other.recorded_digests(position)
