@@ -17,7 +17,7 @@ from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from eventsourcing.utils import get_topic
 
-from domain.aggregates import CommandReceipt
+from domain.aggregates import Aggregate, Bucket, Collection, CommandReceipt
 from domain.commands import Command
 from domain.errors import CommandRejected, ErrorCode
 from domain.handlers import HANDLERS
@@ -64,7 +64,7 @@ class Environments(EventSourcedProjection[str]):
         raise RuntimeError(f"gave up on {command.command_id} after repeated conflicts")
 
     def _execute_once(self, command: Command, tracking: Tracking | None) -> Outcome:
-        unit = Unit(self.repository, self.positions_of)
+        unit = Unit(self.repository, self)
         receipt = unit.get(CommandReceipt.id_for(command.command_id), CommandReceipt)
         if receipt is not None:
             if receipt.body_digest != command.digest:
@@ -110,18 +110,29 @@ class Environments(EventSourcedProjection[str]):
         recordings: list[Recording[str]] = self._record(processing)
         return Outcome(positions=[r.notification.id for r in recordings])
 
-    def positions_of(self, aggregate_id: str) -> dict[int, int]:
-        """Version -> log position of a ref's stored events (refs move rarely: the scan
-        reads only ref events)."""
-        topics = [get_topic(cls) for cls in (Ref.Created, Ref.Moved, Ref.PromotionRefused)]
+    def positions_of(self, aggregate_id: str, cls: type[Aggregate] = Ref) -> dict[int, int]:
+        """Version -> log position of an aggregate's stored events. Reads only events of
+        ``cls``'s types (meant for refs and namespaces, whose events are few)."""
         positions: dict[int, int] = {}
         start = 1
-        while batch := self.recorder.select_notifications(start, 1000, topics=topics):
+        while batch := self.recorder.select_notifications(start, 1000, topics=_topics(cls)):
             for n in batch:
                 if n.originator_id == aggregate_id:
                     positions[n.originator_version] = n.id
             start = batch[-1].id + 1
         return positions
+
+    def data_changes_after(self, position: int, aggregate_ids: set[str]) -> dict[str, int]:
+        """The first position after ``position`` at which each of these collections' or
+        buckets' documents or objects changed; reads only events after ``position``."""
+        found: dict[str, int] = {}
+        start = position + 1
+        while batch := self.recorder.select_notifications(start, 1000, topics=DATA_TOPICS):
+            for n in batch:
+                if n.originator_id in aggregate_ids:
+                    found.setdefault(str(n.originator_id), n.id)
+            start = batch[-1].id + 1
+        return found
 
     def record_position(self, tracking: Tracking) -> None:
         """Record a position that wrote no events (a rejected or duplicate command)."""
@@ -134,6 +145,27 @@ class Environments(EventSourcedProjection[str]):
 
     def last_position(self, application_name: str) -> int | None:
         return self.recorder.max_tracking_id(application_name)
+
+
+def _topics(cls: type[Aggregate]) -> list[str]:
+    return [
+        get_topic(v)
+        for v in vars(cls).values()
+        if isinstance(v, type) and issubclass(v, Aggregate.Event)
+    ]
+
+
+# Events that change what a collection holds (or the objects it is made from).
+DATA_TOPICS = [
+    get_topic(getattr(cls, name))
+    for cls, name in (
+        (Collection, "DocumentsWritten"),
+        (Collection, "DocumentsDeleted"),
+        (Collection, "ReprocessStarted"),
+        (Collection, "Reprocessed"),
+        (Bucket, "ObjectsAdded"),
+    )
+]
 
 
 def _stamp(event: Any, **meta: Any) -> None:

@@ -17,6 +17,7 @@ from domain.aggregates import (
     Taxonomy,
     VectorMode,
 )
+from domain.as_of import namespace_at, refuse_changed_data
 from domain.commands import CloneNamespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
@@ -70,6 +71,10 @@ def remap_ids(source: Namespace, kinds: list[Kind]) -> dict[Kind, dict[str, str]
 def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
     source = unit.namespace(body.namespace_identifier)
     kinds = included_kinds(body.include_resources)
+    if body.as_of_position is not None:
+        # The catalog as it stood then: the resources held then, under their names then.
+        source = namespace_at(unit, source, body.as_of_position)
+        refuse_changed_data(unit, body.as_of_position, _data_ids(source, kinds), {})
     ids = remap_ids(source, kinds)
 
     def remapped(kind: Kind, old: str, field: str) -> str:
@@ -104,8 +109,9 @@ def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
             original = unit.get(old, Resource)
             if original is None:  # the catalog and the store disagree: never written
                 raise RuntimeError(f"namespace {source.id} lists {old}, which does not exist")
+            name = source.resources[kind.value][old]
             clone = _clone_resource(
-                original, new, target.id, remapped, deep_copy=body.vectors == "copy"
+                original, new, name, target.id, remapped, deep_copy=body.vectors == "copy"
             )
             target.add_resource(kind, clone.id, clone.name)
             unit.add(clone)
@@ -126,8 +132,14 @@ def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
     task.finish_cloning(result.model_dump(), copies)
 
 
+def _data_ids(source: Namespace, kinds: list[Kind]) -> set[str]:
+    """The buckets and (when cloned) collections whose data the clone carries."""
+    wanted = [k for k in (Kind.BUCKET, Kind.COLLECTION) if k in kinds]
+    return {i for k in wanted for i in source.resources.get(k.value, {})}
+
+
 def _clone_resource(
-    original: Resource, new: str, namespace_id: str, ref: Any, deep_copy: bool
+    original: Resource, new: str, name: str, namespace_id: str, ref: Any, deep_copy: bool
 ) -> Resource:
     if isinstance(original, Bucket):
         return original.clone(id=new, namespace_id=namespace_id)
@@ -135,7 +147,7 @@ def _clone_resource(
         return original.clone(
             id=new,
             namespace_id=namespace_id,
-            collection_name=original.collection_name,
+            collection_name=name,
             description=original.description,
             source=map_source(original.source, ref, "source"),
             feature_extractor=original.feature_extractor,
@@ -145,7 +157,7 @@ def _clone_resource(
         return original.clone(
             id=new,
             namespace_id=namespace_id,
-            retriever_name=original.retriever_name,
+            retriever_name=name,
             description=original.description,
             collection_ids=map_collections(original.collection_ids, ref, "collection_ids"),
             stages=map_stages(original.stages, ref, "stages"),
@@ -155,7 +167,7 @@ def _clone_resource(
         return original.clone(
             id=new,
             namespace_id=namespace_id,
-            taxonomy_name=original.taxonomy_name,
+            taxonomy_name=name,
             description=original.description,
             config=map_taxonomy_config(original.config, ref, "config"),
         )

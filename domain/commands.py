@@ -72,6 +72,9 @@ class NamespaceCloneRequest(Body):
     # copy: the clone's collections get vectors of their own (the task waits for the copy);
     # reuse: they share the source's points, copy-on-write, and the task completes at once.
     vectors: Literal["copy", "reuse"] = "copy"
+    # Clone the environment as it stood at this log position (see the README for what the
+    # vector design allows: data unchanged since then).
+    as_of_position: Annotated[int, Field(ge=1)] | None = None
 
 
 class CreateNamespace(NamespaceCreateRequest):
@@ -136,6 +139,8 @@ class CollectionCloneRequest(Body):
     description: Description | None = None
     source: CollectionSource | None = None
     feature_extractor: FeatureExtractor | None = None
+    # the collection as it stood at this log position (its name then resolves as of then)
+    as_of_position: Annotated[int, Field(ge=1)] | None = None
 
 
 class CreateCollection(InNamespace, CollectionCreateRequest):

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     NOT_READY = "not_ready"
     NOTHING_TO_DO = "nothing_to_do"
     STALE_EVALUATION = "stale_evaluation"
+    HISTORY_UNAVAILABLE = "history_unavailable"
     # Applying it failed in a way no retry fixes.
     INTERNAL_ERROR = "internal_error"
 

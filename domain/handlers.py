@@ -17,6 +17,7 @@ from domain.aggregates import (
     Retriever,
     Taxonomy,
 )
+from domain.as_of import data_of, namespace_at, refuse_changed_data
 from domain.cloning import clone_namespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
@@ -89,8 +90,15 @@ def create_collection(unit: Unit, body: c.CreateCollection) -> None:
 
 def clone_collection(unit: Unit, body: c.CloneCollection) -> None:
     namespace = unit.namespace(body.namespace_identifier)
-    original = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    if body.as_of_position is None:
+        original = _resource(unit, namespace, Kind.COLLECTION, body.collection_identifier)
+    else:  # the collection that went by this name (or ID) then, with its data as of then
+        past = namespace_at(unit, namespace, body.as_of_position)
+        original = _resource(unit, past, Kind.COLLECTION, body.collection_identifier)
     assert isinstance(original, Collection)
+    if body.as_of_position is not None:
+        names = {original.id: f"collection {original.collection_name!r}"}
+        refuse_changed_data(unit, body.as_of_position, data_of(unit, original), names)
     source = original.source
     if body.source is not None:
         source = map_source(json_of(body.source), unit.resolve_ref(namespace), "body.source")

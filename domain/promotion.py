@@ -90,7 +90,7 @@ def roll_back_ref(unit: Unit, body: c.RollbackRef) -> None:
         entry = ref.previous_entry()
     elif body.position is not None:
         to = {"position": body.position}
-        entry = ref.entry_at_position(body.position, unit.positions_of(ref.id))
+        entry = ref.entry_at_position(body.position, unit.positions_of(ref.id, Ref))
     else:
         assert body.time is not None
         to = {"time": body.time.isoformat()}

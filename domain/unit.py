@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
 
@@ -15,22 +14,39 @@ from domain.references import MapRef
 A = TypeVar("A", bound=Aggregate)
 
 
+class EventLog(Protocol):
+    """What a unit may ask of the log about positions (the application answers)."""
+
+    def positions_of(self, aggregate_id: str, cls: type[Aggregate]) -> dict[int, int]: ...
+
+    def data_changes_after(self, position: int, aggregate_ids: set[str]) -> dict[str, int]: ...
+
+
 class Unit:
-    def __init__(
-        self,
-        repository: Repository,
-        positions_of: Callable[[str], dict[int, int]] | None = None,
-    ) -> None:
+    def __init__(self, repository: Repository, log: EventLog | None = None) -> None:
         self._repository = repository
         self._touched: dict[str, Aggregate] = {}
         self.namespace_id: str | None = None  # the namespace the command acts in
-        self._positions_of = positions_of
+        self._log = log
 
-    def positions_of(self, aggregate_id: str) -> dict[int, int]:
-        """The log position each stored version of an aggregate was recorded at."""
-        if self._positions_of is None:
+    @property
+    def log(self) -> EventLog:
+        if self._log is None:
             raise RuntimeError("this unit was opened without access to log positions")
-        return self._positions_of(aggregate_id)
+        return self._log
+
+    def positions_of(self, aggregate_id: str, cls: type[Aggregate]) -> dict[int, int]:
+        """The log position each stored version of an aggregate was recorded at."""
+        return self.log.positions_of(aggregate_id, cls)
+
+    def as_of(self, aggregate_id: str, cls: type[A], position: int) -> A | None:
+        """The aggregate as it stood at a log position (None if it did not exist yet).
+        Read-only: nothing done to it is saved."""
+        versions = [v for v, p in self.positions_of(aggregate_id, cls).items() if p <= position]
+        if not versions:
+            return None
+        found: Aggregate = self._repository.get(aggregate_id, version=max(versions))
+        return found if isinstance(found, cls) else None
 
     @property
     def aggregates(self) -> list[Aggregate]:
