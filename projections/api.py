@@ -273,15 +273,18 @@ def create_app(
         async def clone(
             identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None
         ) -> Any:
-            source = await find(ns, identifier)
+            if getattr(body, "as_of_position", None) is None:
+                identifier = (await find(ns, identifier))[id_field]
+            # else: the name (or ID) resolves as of then, in the domain
             payload = {
                 "namespace_identifier": ns["namespace_id"],
-                identifier_field: source[id_field],
+                identifier_field: identifier,
                 **fields(body),
             }
             await command(f"{plural}.clone", payload, who, idem, ns["namespace_id"])
             created = await find(ns, getattr(body, name_field))
-            return {kind.value: created, f"source_{kind.value}_id": source[id_field]}
+            source_id = created[f"source_{kind.value}_id"]
+            return {kind.value: created, f"source_{kind.value}_id": source_id}
 
         # The body models differ per kind; FastAPI reads them from the annotations.
         create.__annotations__["body"] = create_model

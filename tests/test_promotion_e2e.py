@@ -189,3 +189,30 @@ def test_envbranch_demo_passes_on_the_embedded_defaults(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo passed: 10 steps" in result.stdout
     assert "FAIL" not in result.stdout
+
+
+def test_a_collection_clones_as_of_an_earlier_position_through_the_api(
+    live_stack: LiveStack,
+) -> None:
+    with live_stack.client() as client:
+        ns, _ = three_retrievers(client)
+        then = client.checkpoint("before the rename").position
+        client.collections.update("docs", {"collection_name": "docs-now"}, namespace=ns)
+        answer = client.collections.clone(
+            "docs", {"collection_name": "docs-then", "as_of_position": then}, namespace=ns
+        )
+        assert (
+            answer.source_collection_id
+            == client.collections.get("docs-now", namespace=ns).collection_id
+        )
+        assert answer.collection.vector_mode == "reuse"
+        found = client.retrievers.execute("search", {"query": "heap"}, namespace=ns)
+        assert found["documents"]
+
+        client.buckets.add_objects("stdlib", [{"text": "a change"}], namespace=ns)
+        with pytest.raises(EnvbranchError) as refused:
+            client.collections.clone(
+                "docs", {"collection_name": "docs-x", "as_of_position": then}, namespace=ns
+            )
+        assert refused.value.type == "history_unavailable"
+        assert refused.value.details["field"] == "body.as_of_position"
