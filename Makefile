@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/read_path.py
 	$(BIN)/python bench/clone.py
 	$(BIN)/python bench/vectors.py
+	$(BIN)/python bench/replay.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

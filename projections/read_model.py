@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from domain.envelopes import EventEnvelope
@@ -89,6 +89,9 @@ SCHEMA = [
     # A digest of every projected table at chosen positions: what a replay must reproduce.
     """CREATE TABLE IF NOT EXISTS digests (position INTEGER, table_name TEXT, digest TEXT,
         row_count INTEGER, PRIMARY KEY (position, table_name))""",
+    # The running digests of the append-only tables, kept as rows are added.
+    """CREATE TABLE IF NOT EXISTS digest_sums (table_name TEXT PRIMARY KEY, total TEXT,
+        row_count INTEGER)""",
     *ref_model.SCHEMA,
     "CREATE INDEX IF NOT EXISTS lineage_source ON lineage (source_id)",
     "CREATE INDEX IF NOT EXISTS audit_aggregate ON audit (aggregate_id)",
@@ -166,7 +169,7 @@ class ReadModel:
 
     def drop(self) -> None:
         with self.db.transaction() as cur:
-            for table in [*PROJECTED, "digests", "read_model_state"]:
+            for table in [*PROJECTED, "digests", "digest_sums", "read_model_state"]:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def generation(self) -> str:
@@ -182,10 +185,11 @@ class ReadModel:
     def apply(self, envelopes: Iterable[EventEnvelope]) -> int:
         """Apply the events after the stored position; returns how many were new."""
         applied = 0
-        with self.db.transaction() as cur:
+        with self.db.transaction() as tx:
             position = int(
-                cur.query("SELECT value FROM read_model_state WHERE name = 'position'")[0]["value"]
+                tx.query("SELECT value FROM read_model_state WHERE name = 'position'")[0]["value"]
             )
+            cur = Projection(tx)
             for envelope in envelopes:
                 if envelope.position <= position:
                     continue  # a redelivery: applied already
@@ -193,9 +197,11 @@ class ReadModel:
                 position = envelope.position
                 applied += 1
                 if self.digest_due(envelope):
-                    record_digests(cur, position)
+                    cur.save_sums()
+                    record_digests(tx, position)
             if applied:
-                cur.execute(
+                cur.save_sums()
+                tx.execute(
                     "UPDATE read_model_state SET value = ? WHERE name = 'position'", [str(position)]
                 )
         return applied
@@ -207,7 +213,7 @@ class ReadModel:
 
     def digest(self) -> dict[str, str]:
         """A hash of every projected table, to compare two read models."""
-        return {table: d for table, (d, _) in table_digests(self.db.query).items()}
+        return {table: d for table, (d, _) in table_digests(self.db.query, scan_all=True).items()}
 
     def recorded_digests(self, position: int) -> dict[str, str]:
         """The digests recorded when this read model stood at ``position`` (or {})."""
@@ -221,13 +227,76 @@ class ReadModel:
         return [int(r["position"]) for r in rows]
 
 
-def table_digests(query: Any) -> dict[str, tuple[str, int]]:
-    """A hash and a row count of every projected table, through ``query(sql, params)``."""
+# Tables that only ever gain rows: their digests are kept up to date as rows are added,
+# so recording a digest does not read them (the audit log grows with every event).
+APPEND_ONLY = ("audit", "commands", "lineage", "ref_history", "evaluations")
+_MODULUS = 2**256
+
+
+def row_hash(row: dict[str, Any]) -> int:
+    """A row's contribution to its table's digest: the digest of a table is the sum of its
+    rows' hashes (mod 2^256), the same whether kept as rows are added or read at once."""
+    # Values are str, int or None in every table, whose repr is the same everywhere.
+    canonical = repr(sorted(row.items()))
+    return int.from_bytes(hashlib.sha256(canonical.encode()).digest(), "big")
+
+
+def _as_digest(total: int) -> str:
+    return f"{total % _MODULUS:064x}"
+
+
+class Projection:
+    """The cursor of one applied batch; adds rows to append-only tables with their hashes."""
+
+    def __init__(self, cur: Cursor) -> None:
+        self.cur = cur
+        self.sums: dict[str, list[int]] | None = None  # table -> [total, rows], loaded lazily
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.cur.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.cur.query(sql, params)
+
+    def append(self, table: str, row: dict[str, Any]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+        if self.sums is None:
+            self.sums = {
+                r["table_name"]: [int(r["total"], 16), int(r["row_count"])]
+                for r in self.cur.query("SELECT * FROM digest_sums")
+            }
+        entry = self.sums.setdefault(table, [0, 0])
+        entry[0] = (entry[0] + row_hash(row)) % _MODULUS
+        entry[1] += 1
+
+    def save_sums(self) -> None:
+        for table, (total, count) in (self.sums or {}).items():
+            self.cur.execute("DELETE FROM digest_sums WHERE table_name = ?", [table])
+            self.cur.execute(
+                "INSERT INTO digest_sums VALUES (?, ?, ?)", [table, _as_digest(total), count]
+            )
+
+
+def table_digests(query: Any, scan_all: bool = False) -> dict[str, tuple[str, int]]:
+    """A digest and a row count of every projected table, through ``query(sql, params)``:
+    the kept sums of the append-only tables (unless ``scan_all``), a read of the others."""
+    kept = (
+        {}
+        if scan_all
+        else {
+            r["table_name"]: (r["total"], int(r["row_count"]))
+            for r in query("SELECT * FROM digest_sums")
+        }
+    )
     out = {}
-    for table, key in PROJECTED.items():
-        rows = query(f"SELECT * FROM {table} ORDER BY {key}")
-        canonical = json.dumps([from_row(r) for r in rows], sort_keys=True, default=str)
-        out[table] = (hashlib.sha256(canonical.encode()).hexdigest(), len(rows))
+    for table in PROJECTED:
+        if table in APPEND_ONLY and not scan_all:
+            out[table] = kept.get(table, (_as_digest(0), 0))
+            continue
+        rows = query(f"SELECT * FROM {table}")
+        out[table] = (_as_digest(sum(row_hash(r) for r in rows)), len(rows))
     return out
 
 
@@ -238,22 +307,21 @@ def record_digests(cur: Cursor, position: int) -> None:
         cur.execute("INSERT INTO digests VALUES (?, ?, ?, ?)", [position, table, digest, count])
 
 
-def project(cur: Cursor, e: EventEnvelope) -> None:
+def project(cur: Projection, e: EventEnvelope) -> None:
     """Write one event into the tables."""
-    occurred_at = e.occurred_at.isoformat()
-    cur.execute(
-        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.position,
-            e.event_id,
-            e.type,
-            e.aggregate_id,
-            e.namespace_id,
-            e.command_id,
-            e.actor,
-            occurred_at,
-            to_column(e.data),
-        ],
+    cur.append(
+        "audit",
+        {
+            "position": e.position,
+            "event_id": e.event_id,
+            "type": e.type,
+            "aggregate_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "command_id": e.command_id,
+            "actor": e.actor,
+            "occurred_at": e.occurred_at.isoformat(),
+            "data": to_column(e.data),
+        },
     )
     aggregate, _, what = e.type.partition(".")
     if aggregate in RESOURCES:
@@ -267,20 +335,20 @@ def project(cur: Cursor, e: EventEnvelope) -> None:
     elif aggregate == "Evaluation":
         ref_model.project_evaluation(cur, e)
     elif aggregate == "CommandReceipt":
-        cur.execute(
-            "INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                e.command_id,
-                e.position,
-                e.data.get("command_type"),
-                e.actor,
-                e.namespace_id,
-                e.data.get("body_digest"),
-            ],
+        cur.append(
+            "commands",
+            {
+                "command_id": e.command_id,
+                "position": e.position,
+                "command_type": e.data.get("command_type"),
+                "actor": e.actor,
+                "namespace_id": e.namespace_id,
+                "body_digest": e.data.get("body_digest"),
+            },
         )
 
 
-def _project_resource(cur: Cursor, e: EventEnvelope, aggregate: str, what: str) -> None:
+def _project_resource(cur: Projection, e: EventEnvelope, aggregate: str, what: str) -> None:
     table, id_column, fields = RESOURCES[aggregate]
     kind = id_column.removesuffix("_id")
     occurred_at = e.occurred_at.isoformat()
@@ -305,9 +373,17 @@ def _project_resource(cur: Cursor, e: EventEnvelope, aggregate: str, what: str) 
         cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
         if what == "Cloned":
             source = e.data[f"source_{kind}_id"]
-            cur.execute(
-                "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [e.aggregate_id, source, kind, e.namespace_id, e.position, occurred_at, e.actor],
+            cur.append(
+                "lineage",
+                {
+                    "clone_id": e.aggregate_id,
+                    "source_id": source,
+                    "kind": kind,
+                    "namespace_id": e.namespace_id,
+                    "position": e.position,
+                    "occurred_at": occurred_at,
+                    "actor": e.actor,
+                },
             )
     elif what in ("ReprocessStarted", "Reprocessed"):
         status = "reprocessing" if what == "ReprocessStarted" else "ready"
@@ -325,7 +401,7 @@ def _project_resource(cur: Cursor, e: EventEnvelope, aggregate: str, what: str) 
         )
 
 
-def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
+def _project_task(cur: Projection, e: EventEnvelope, what: str) -> None:
     occurred_at = e.occurred_at.isoformat()
     if what == "Created":
         cur.execute(
@@ -376,7 +452,7 @@ def _project_task(cur: Cursor, e: EventEnvelope, what: str) -> None:
 WORK_TASKS = {"ReprocessTask": "reprocess", "ApplyTaxonomyTask": "apply_taxonomy"}
 
 
-def _project_work(cur: Cursor, e: EventEnvelope, what: str, task_type: str) -> None:
+def _project_work(cur: Projection, e: EventEnvelope, what: str, task_type: str) -> None:
     occurred_at = e.occurred_at.isoformat()
     if what == "Created":
         cur.execute(

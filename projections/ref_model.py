@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.envelopes import EventEnvelope
-from projections.sql import Cursor
+
+if TYPE_CHECKING:
+    from projections.read_model import Projection
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS refs (ref_id TEXT PRIMARY KEY, namespace_id TEXT,
@@ -31,7 +33,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def project_ref(cur: Cursor, e: EventEnvelope, what: str) -> None:
+def project_ref(cur: Projection, e: EventEnvelope, what: str) -> None:
     occurred_at = e.occurred_at.isoformat()
     d = e.data
     if what == "Created":
@@ -89,7 +91,7 @@ def project_ref(cur: Cursor, e: EventEnvelope, what: str) -> None:
 
 
 def _history(
-    cur: Cursor,
+    cur: Projection,
     e: EventEnvelope,
     action: str,
     target_id: str,
@@ -99,42 +101,42 @@ def _history(
     detail: dict[str, Any] | None,
 ) -> None:
     ref = cur.query("SELECT namespace_id, ref_name FROM refs WHERE ref_id = ?", [e.aggregate_id])
-    cur.execute(
-        "INSERT INTO ref_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.position,
-            e.aggregate_id,
-            ref[0]["namespace_id"],
-            ref[0]["ref_name"],
-            action,
-            target_id,
-            previous_target_id,
-            reason,
-            evaluation_id,
-            None if detail is None else _json(detail),
-            e.actor,
-            e.command_id,
-            e.occurred_at.isoformat(),
-            e.aggregate_version,
-        ],
+    cur.append(
+        "ref_history",
+        {
+            "position": e.position,
+            "ref_id": e.aggregate_id,
+            "namespace_id": ref[0]["namespace_id"],
+            "ref_name": ref[0]["ref_name"],
+            "action": action,
+            "target_id": target_id,
+            "previous_target_id": previous_target_id,
+            "reason": reason,
+            "evaluation_id": evaluation_id,
+            "detail": None if detail is None else _json(detail),
+            "actor": e.actor,
+            "command_id": e.command_id,
+            "occurred_at": e.occurred_at.isoformat(),
+            "version": e.aggregate_version,
+        },
     )
 
 
-def project_evaluation(cur: Cursor, e: EventEnvelope) -> None:
+def project_evaluation(cur: Projection, e: EventEnvelope) -> None:
     d = e.data
-    cur.execute(
-        "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.aggregate_id,
-            e.namespace_id,
-            d["evaluation_set_id"],
-            d["set_type"],
-            d["k"],
-            _json(d["runs"]),
-            _json(d.get("agreement")),
-            e.position,
-            e.command_id,
-            e.occurred_at.isoformat(),
-            e.actor,
-        ],
+    cur.append(
+        "evaluations",
+        {
+            "evaluation_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "evaluation_set_id": d["evaluation_set_id"],
+            "set_type": d["set_type"],
+            "k": d["k"],
+            "runs": _json(d["runs"]),
+            "agreement": _json(d.get("agreement")),
+            "position": e.position,
+            "command_id": e.command_id,
+            "created_at": e.occurred_at.isoformat(),
+            "created_by": e.actor,
+        },
     )
