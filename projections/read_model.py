@@ -166,6 +166,15 @@ class ReadModel:
                     "INSERT INTO read_model_state VALUES ('generation', ?)", [uuid.uuid4().hex]
                 )
                 cur.execute("INSERT INTO read_model_state VALUES ('position', '0')")
+            # A read model from before the running digests: start them from its rows.
+            if not cur.query("SELECT table_name FROM digest_sums"):
+                scanned = table_digests(cur.query, scan_all=True)
+                for table in APPEND_ONLY:
+                    digest, count = scanned[table]
+                    if count:
+                        cur.execute(
+                            "INSERT INTO digest_sums VALUES (?, ?, ?)", [table, digest, count]
+                        )
 
     def drop(self) -> None:
         with self.db.transaction() as cur:

@@ -59,3 +59,15 @@ def test_the_kept_digests_of_append_only_tables_equal_a_full_read(tmp_path: Path
     kept = table_digests(model.db.query)
     assert kept == table_digests(model.db.query, scan_all=True)
     assert {t for t in APPEND_ONLY if kept[t][1] > 0} >= {"audit", "commands", "lineage"}
+
+
+def test_a_read_model_without_running_digests_starts_them_from_its_rows(tmp_path: Path) -> None:
+    model = ReadModel(Database(sqlite_path=tmp_path / "rm.sqlite3"))
+    model.create()
+    model.apply(envelopes(history()))
+    with model.db.transaction() as cur:  # as a read model of an earlier version would be
+        cur.execute("DELETE FROM digest_sums")
+
+    ReadModel(model.db).create()
+
+    assert table_digests(model.db.query) == table_digests(model.db.query, scan_all=True)
