@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from domain.envelopes import EventEnvelope, Topics
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
+from envbranch.release_cli import cmd_audit, cmd_checkpoint, cmd_diff, cmd_replay
 from envbranch.settings import Settings
 from envbranch.stack import COMPONENTS, prepare_read_side, run
 
@@ -150,6 +151,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole story on a stack of its own (in a fresh temporary data directory)."""
+    from envbranch import demo
+
+    return demo.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="envbranch", description="Environment branching for AI retrieval pipelines."
@@ -186,7 +194,70 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--follow", "-f", action="store_true", help="keep reading new events")
     events.add_argument("--json", action="store_true", help="print the raw JSON envelopes")
     events.set_defaults(func=cmd_events)
+
+    replay = sub.add_parser("replay", help=cmd_replay.__doc__)
+    replay.add_argument(
+        "--until",
+        metavar="POSITION|TIME",
+        help="last position, or an ISO-8601 time with timezone (default: the log's end; "
+        "with --verify, the live model's last digest position)",
+    )
+    replay.add_argument(
+        "--into", metavar="DIR", help="new directory (default: <data dir>/replays/<until>-<time>)"
+    )
+    replay.add_argument(
+        "--verify", action="store_true", help="compare digests with the live read model"
+    )
+    replay.add_argument(
+        "--progress", action="store_true", help="show a progress bar even if stderr is no TTY"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    audit = sub.add_parser("audit", help=cmd_audit.__doc__)
+    audit.add_argument("--resource", metavar="ID", help="events of this resource (aggregate)")
+    audit.add_argument("--actor", help="events caused by this principal")
+    audit.add_argument("--type", metavar="T", help="events of this type, e.g. Ref.Moved")
+    audit.add_argument("--command", metavar="ID", help="events of this command_id")
+    audit.add_argument("--since", metavar="TIME", help="occurred at or after (ISO-8601)")
+    audit.add_argument("--until", metavar="TIME", help="occurred at or before (ISO-8601)")
+    audit.add_argument("--from-position", type=int, metavar="N", help="position at least N")
+    audit.add_argument("--to-position", type=int, metavar="N", help="position at most N")
+    audit.add_argument("--limit", type=_positive, default=100, help="events to show (100)")
+    audit.add_argument("--offset", type=_not_negative, default=0, help="events to skip")
+    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    audit.set_defaults(func=cmd_audit)
+
+    diff = sub.add_parser("diff", help=cmd_diff.__doc__)
+    diff.add_argument("from_", metavar="FROM", help="a namespace (ID or name) or a resource ID")
+    diff.add_argument("to", metavar="TO", help="the same kind as FROM")
+    diff.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    diff.set_defaults(func=cmd_diff)
+
+    checkpoint = sub.add_parser("checkpoint", help=cmd_checkpoint.__doc__)
+    checkpoint.add_argument("--reason", default="", help="recorded with the checkpoint")
+    checkpoint.set_defaults(func=cmd_checkpoint)
+
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: a fresh temp dir)"
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the data directory afterwards")
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
