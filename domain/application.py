@@ -17,7 +17,14 @@ from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from eventsourcing.utils import get_topic
 
-from domain.aggregates import Aggregate, Bucket, Collection, CommandReceipt
+from domain.aggregates import (
+    Aggregate,
+    ApplyTaxonomyTask,
+    Bucket,
+    CloneTask,
+    Collection,
+    CommandReceipt,
+)
 from domain.commands import Command
 from domain.errors import CommandRejected, ErrorCode
 from domain.handlers import HANDLERS
@@ -126,13 +133,25 @@ class Environments(EventSourcedProjection[str]):
         """The first position after ``position`` at which each of these collections' or
         buckets' documents or objects changed; reads only events after ``position``."""
         found: dict[str, int] = {}
+        works_on: dict[str, str] = {}  # task -> the collection it writes into
         start = position + 1
         while batch := self.recorder.select_notifications(start, 1000, topics=DATA_TOPICS):
             for n in batch:
-                if n.originator_id in aggregate_ids:
-                    found.setdefault(str(n.originator_id), n.id)
+                changed = str(n.originator_id)
+                if n.topic == COPY_TOPIC:  # a deep copy filling a cloned collection
+                    changed = str(vars(self.mapper.to_domain_event(n))["collection_id"])
+                elif n.topic in TASK_TOPICS:  # its writes land in a collection's points
+                    if changed not in works_on:
+                        works_on[changed] = self._collection_of_task(changed)
+                    changed = works_on[changed]
+                if changed in aggregate_ids:
+                    found[changed] = n.id  # the latest change wins
             start = batch[-1].id + 1
         return found
+
+    def _collection_of_task(self, task_id: str) -> str:
+        task: Aggregate = self.repository.get(task_id)
+        return str(getattr(task, "collection_id", ""))
 
     def record_position(self, tracking: Tracking) -> None:
         """Record a position that wrote no events (a rejected or duplicate command)."""
@@ -147,6 +166,10 @@ class Environments(EventSourcedProjection[str]):
         return self.recorder.max_tracking_id(application_name)
 
 
+def _topic_of(cls: type[Aggregate], name: str) -> str:
+    return get_topic(getattr(cls, name))
+
+
 def _topics(cls: type[Aggregate]) -> list[str]:
     return [
         get_topic(v)
@@ -156,15 +179,21 @@ def _topics(cls: type[Aggregate]) -> list[str]:
 
 
 # Events that change what a collection holds (or the objects it is made from).
+# Taxonomy application writes enrichment into a collection's points as it goes.
+TASK_TOPICS = frozenset(_topics(ApplyTaxonomyTask))
 DATA_TOPICS = [
-    get_topic(getattr(cls, name))
-    for cls, name in (
-        (Collection, "DocumentsWritten"),
-        (Collection, "DocumentsDeleted"),
-        (Collection, "ReprocessStarted"),
-        (Collection, "Reprocessed"),
-        (Bucket, "ObjectsAdded"),
-    )
+    *(
+        get_topic(getattr(cls, name))
+        for cls, name in (
+            (Collection, "DocumentsWritten"),
+            (Collection, "DocumentsDeleted"),
+            (Collection, "ReprocessStarted"),
+            (Collection, "Reprocessed"),
+            (Bucket, "ObjectsAdded"),
+        )
+    ),
+    *sorted(TASK_TOPICS),
+    COPY_TOPIC := _topic_of(CloneTask, "CopyProgressed"),
 ]
 
 

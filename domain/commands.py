@@ -281,6 +281,7 @@ class ReportCopyProgress(Body):
 # --- refs, evaluations, promotion ---------------------------------------------
 
 RefName = ResourceName
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 TargetKind = Literal["namespace", "collection", "retriever", "taxonomy"]
 Reason = Annotated[str, Field(max_length=2000)]
 
@@ -324,10 +325,10 @@ class Threshold(Body):
     relative to the ref's current target (-0.01: no worse than -1%)."""
 
     metric: Annotated[str, Field(min_length=1, max_length=100)]
-    min: float | None = None
-    max: float | None = None
-    min_change: float | None = None
-    max_change: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
+    min_change: Finite | None = None
+    max_change: Finite | None = None
 
     @model_validator(mode="after")
     def _has_a_rule(self) -> Threshold:
@@ -336,6 +337,10 @@ class Threshold(Body):
                 f"threshold for {self.metric!r} has no rule: give min, max, min_change or "
                 "max_change"
             )
+        for low, high in (("min", "max"), ("min_change", "max_change")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"threshold for {self.metric!r}: {low} {a} is above {high} {b}")
         return self
 
 
@@ -441,7 +446,7 @@ class CreateEvaluationSet(InNamespace, EvaluationSetCreateRequest):
 
 class EvaluationRun(Body):
     target_id: Identifier  # an ID, or a name in the namespace
-    metrics: dict[str, float]
+    metrics: dict[str, Finite]
 
 
 class RecordEvaluation(InNamespace):
@@ -452,7 +457,7 @@ class RecordEvaluation(InNamespace):
     evaluation_set_identifier: Identifier
     k: Annotated[int, Field(ge=1, le=1000)]
     runs: Annotated[list[EvaluationRun], Field(min_length=1, max_length=2)]
-    agreement: float | None = None
+    agreement: Finite | None = None
 
 
 class CheckpointRequest(Body):

@@ -389,5 +389,9 @@ def threshold_from_dict(d: Mapping[str, Any]) -> Threshold:
 
 
 def failure_as_dict(f: GateFailure) -> dict[str, Any]:
-    """Plain dict for JSON reports; an infinite ``change`` (zero baseline) stays ``inf``."""
-    return asdict(f)
+    """Plain dict for JSON reports and events: JSON has no infinity, so an infinite
+    ``change`` (against a zero baseline) becomes None, and the message says why."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in asdict(f).items()
+    }

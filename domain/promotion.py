@@ -61,9 +61,12 @@ def promote_ref(unit: Unit, body: c.PromoteRef) -> None:
             f"evaluation {evaluation.id} did not run the candidate {candidate_id}",
             field="body.evaluation_id",
         )
-    thresholds = [
-        threshold_from_dict(t.model_dump(exclude_none=True)) for t in body.gate.thresholds
-    ]
+    try:
+        thresholds = [
+            threshold_from_dict(t.model_dump(exclude_none=True)) for t in body.gate.thresholds
+        ]
+    except ValueError as e:
+        raise CommandRejected(ErrorCode.VALIDATION_ERROR, str(e), field="body.gate") from e
     relative = any(t.min_change is not None or t.max_change is not None for t in thresholds)
     baseline = evaluation.metrics_of(ref.target_id)
     if relative and baseline is None:
@@ -138,10 +141,16 @@ def record_evaluation(unit: Unit, body: c.RecordEvaluation) -> None:
             )
         runs.append({"target_id": target_id, "target_kind": expected.value, "metrics": run.metrics})
     evaluation_id = body.evaluation_id or new_id(Kind.EVALUATION)
-    if kind_of(evaluation_id) is not Kind.EVALUATION or unit.get(evaluation_id, Evaluation):
+    if kind_of(evaluation_id) is not Kind.EVALUATION:
         raise CommandRejected(
-            ErrorCode.DUPLICATE_NAME if kind_of(evaluation_id) else ErrorCode.WRONG_KIND,
-            f"evaluation_id {evaluation_id!r} must be a new eval_ ID (eval_ + 32 hex digits)",
+            ErrorCode.WRONG_KIND,
+            f"evaluation_id {evaluation_id!r} is not an evaluation ID (eval_ + 32 hex digits)",
+            field="body.evaluation_id",
+        )
+    if unit.get(evaluation_id, Evaluation) is not None:
+        raise CommandRejected(
+            ErrorCode.DUPLICATE_NAME,
+            f"evaluation {evaluation_id} exists already: choose a new evaluation_id",
             field="body.evaluation_id",
         )
     unit.add(

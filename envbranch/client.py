@@ -339,44 +339,98 @@ class Refs:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, body: Body, *, namespace: str | None = None) -> s.Ref:
+    def create(
+        self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
+    ) -> s.Ref:
         """A ref: ``{ref_name, target_kind, target, reason}``."""
         return self._client.request(
-            "POST", "/v1/refs", s.Ref, json=_json(body), namespace=namespace
+            "POST",
+            "/v1/refs",
+            s.Ref,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
         )
 
     def get(self, name: str, *, namespace: str | None = None) -> s.Ref:
         """A ref with its whole history."""
         return self._client.request("GET", f"/v1/refs/{name}", s.Ref, namespace=namespace)
 
-    def move(self, name: str, body: Body, *, namespace: str | None = None) -> s.Ref:
+    def move(
+        self,
+        name: str,
+        body: Body,
+        *,
+        namespace: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> s.Ref:
         """Point the ref at ``{target, reason}`` (no gate)."""
         path = f"/v1/refs/{name}/move"
-        return self._client.request("POST", path, s.Ref, json=_json(body), namespace=namespace)
+        return self._client.request(
+            "POST",
+            path,
+            s.Ref,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
+        )
 
-    def promote(self, name: str, body: Body, *, namespace: str | None = None) -> s.PromotionResult:
+    def promote(
+        self,
+        name: str,
+        body: Body,
+        *,
+        namespace: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> s.PromotionResult:
         """Evaluate ``candidate`` against the current target on ``evaluation_set`` and move
         the ref only if every threshold of ``gate`` holds; EnvbranchError 422 gate_failed
         (details: the failing metrics) otherwise."""
         path = f"/v1/refs/{name}/promote"
         return self._client.request(
-            "POST", path, s.PromotionResult, json=_json(body), namespace=namespace
+            "POST",
+            path,
+            s.PromotionResult,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
         )
 
-    def rollback(self, name: str, body: Body, *, namespace: str | None = None) -> s.Ref:
+    def rollback(
+        self,
+        name: str,
+        body: Body,
+        *,
+        namespace: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> s.Ref:
         """Back to ``{"to": "previous"}``, ``{"position": n}`` or ``{"time": iso}``."""
         path = f"/v1/refs/{name}/rollback"
-        return self._client.request("POST", path, s.Ref, json=_json(body), namespace=namespace)
+        return self._client.request(
+            "POST",
+            path,
+            s.Ref,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
+        )
 
 
 class EvaluationSets:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, body: Body, *, namespace: str | None = None) -> s.EvaluationSet:
+    def create(
+        self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
+    ) -> s.EvaluationSet:
         """Queries with judgments (retrievers) or labelled documents (taxonomies)."""
         return self._client.request(
-            "POST", "/v1/evaluation_sets", s.EvaluationSet, json=_json(body), namespace=namespace
+            "POST",
+            "/v1/evaluation_sets",
+            s.EvaluationSet,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
         )
 
     def get(self, identifier: str, *, namespace: str | None = None) -> s.EvaluationSet:
@@ -388,10 +442,17 @@ class Evaluations:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def run(self, body: Body, *, namespace: str | None = None) -> s.Evaluation:
+    def run(
+        self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
+    ) -> s.Evaluation:
         """Run ``evaluation_set`` on ``candidate`` (and ``baseline``); recorded as an event."""
         return self._client.request(
-            "POST", "/v1/evaluations", s.Evaluation, json=_json(body), namespace=namespace
+            "POST",
+            "/v1/evaluations",
+            s.Evaluation,
+            json=_json(body),
+            namespace=namespace,
+            idempotency_key=idempotency_key,
         )
 
     def get(self, evaluation_id: str) -> s.Evaluation:

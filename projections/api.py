@@ -236,8 +236,12 @@ def create_app(
         plural, name_field = kind.plural, f"{kind.value}_name"
         id_field, identifier_field = f"{kind.value}_id", f"{kind.value}_identifier"
 
-        async def find(ns: dict[str, Any], identifier: str) -> dict[str, Any]:
+        async def find(
+            ns: dict[str, Any], identifier: str, who: Principal | None = None
+        ) -> dict[str, Any]:
             row = await read(queries.resolve, kind, ns["namespace_id"], identifier)
+            if row is not None and not reachable(row, ns, who):
+                row = None
             if row is None:
                 message = f"{kind.value} {identifier!r} not found in namespace"
                 raise ApiError(404, "not_found", f"{message} {ns['namespace_name']!r}")
@@ -248,8 +252,8 @@ def create_app(
             await command(f"{plural}.create", payload, who, idem, ns["namespace_id"])
             return await find(ns, getattr(body, name_field))
 
-        async def get(identifier: str, ns: InNamespace) -> Any:
-            return await find(ns, identifier)
+        async def get(identifier: str, ns: InNamespace, who: Who) -> Any:
+            return await find(ns, identifier, who)
 
         async def list_(ns: InNamespace, body: ListBody | None = None) -> Any:
             body = body or ListBody()
@@ -435,6 +439,14 @@ def create_app(
         return {"status": "ok", "read_model_position": rows}
 
     return app
+
+
+def reachable(row: dict[str, Any], ns: dict[str, Any], who: Principal | None) -> bool:
+    """Whether a resource found from namespace ``ns`` may be served: its own resources
+    always; another namespace's (through a ref:) only to reads by a key that may see it."""
+    if row["namespace_id"] == ns["namespace_id"]:
+        return True
+    return who is not None and who.may_see(row["namespace_id"])
 
 
 def _namespaces_in(db: Database, ids: list[str], limit: int, offset: int) -> tuple[list, int]:

@@ -17,8 +17,8 @@ SCHEMA = [
     # One row per thing that happened to a ref, refused promotions included.
     """CREATE TABLE IF NOT EXISTS ref_history (position INTEGER PRIMARY KEY, ref_id TEXT,
         namespace_id TEXT, ref_name TEXT, action TEXT, target_id TEXT,
-        previous_target_id TEXT, reason TEXT, evaluation_id TEXT, detail TEXT,
-        actor TEXT, command_id TEXT, occurred_at TEXT, version INTEGER)""",
+        target_namespace_id TEXT, previous_target_id TEXT, reason TEXT, evaluation_id TEXT,
+        detail TEXT, actor TEXT, command_id TEXT, occurred_at TEXT, version INTEGER)""",
     """CREATE TABLE IF NOT EXISTS evaluations (evaluation_id TEXT PRIMARY KEY,
         namespace_id TEXT, evaluation_set_id TEXT, set_type TEXT, k INTEGER, runs TEXT,
         agreement TEXT, position INTEGER, command_id TEXT, created_at TEXT, created_by TEXT)""",
@@ -52,7 +52,8 @@ def project_ref(cur: Projection, e: EventEnvelope, what: str) -> None:
                 e.aggregate_version,
             ],
         )
-        _history(cur, e, "create", d["target_id"], None, d["reason"], None, None)
+        target = (d["target_id"], d["target_namespace_id"])
+        _history(cur, e, "create", *target, None, d["reason"], None, None)
     elif what == "Moved":
         cur.execute(
             "UPDATE refs SET target_id = ?, target_namespace_id = ?, updated_at = ?, "
@@ -71,6 +72,7 @@ def project_ref(cur: Projection, e: EventEnvelope, what: str) -> None:
             e,
             d["action"],
             d["target_id"],
+            d["target_namespace_id"],
             d["previous_target_id"],
             d["reason"],
             d.get("evaluation_id"),
@@ -83,6 +85,7 @@ def project_ref(cur: Projection, e: EventEnvelope, what: str) -> None:
             e,
             "promotion_refused",
             d["candidate_id"],
+            None,
             current[0]["target_id"] if current else None,
             d["reason"],
             d["evaluation_id"],
@@ -95,6 +98,7 @@ def _history(
     e: EventEnvelope,
     action: str,
     target_id: str,
+    target_namespace_id: str | None,
     previous_target_id: str | None,
     reason: str,
     evaluation_id: str | None,
@@ -110,6 +114,7 @@ def _history(
             "ref_name": ref[0]["ref_name"],
             "action": action,
             "target_id": target_id,
+            "target_namespace_id": target_namespace_id,
             "previous_target_id": previous_target_id,
             "reason": reason,
             "evaluation_id": evaluation_id,

@@ -107,7 +107,19 @@ def add_release_routes(
         who: Who,
         idem: IdempotencyKey = None,
     ) -> Any:
-        await find_ref(ns, name)
+        ref = await find_ref(ns, name)
+        hidden = {
+            h["target_namespace_id"]
+            for h in ref["history"]
+            if h["target_namespace_id"] and not who.may_see(h["target_namespace_id"])
+        }
+        if hidden:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"ref {name!r} has pointed into namespaces this key cannot see; a rollback "
+                "could land there: use a key that sees them",
+            )
         return await ref_command("refs.rollback", ns, name, fields(body), who, idem)
 
     # --- evaluation sets and evaluations ---------------------------------------------
@@ -180,9 +192,15 @@ def add_release_routes(
     async def create_evaluation(
         body: c.EvaluationRunRequest, ns: InNamespace, who: Who, idem: IdempotencyKey = None
     ) -> Any:
+        if idem is not None and (done := await recorded_evaluation(idem)) is not None:
+            return done  # a retry: the evaluation this key recorded, not a new run
         evaluation_set = await find_set(ns, body.evaluation_set)
         identifiers = [body.candidate] + ([body.baseline] if body.baseline else [])
         return await run_evaluation(who, ns, evaluation_set, identifiers, body.k, idem)
+
+    async def recorded_evaluation(command_id: str) -> dict[str, Any] | None:
+        evaluation_id = await read(queries.created_by_command, command_id, ["Evaluation.Recorded"])
+        return None if evaluation_id is None else await read(queries.evaluation, evaluation_id)
 
     @app.get("/v1/evaluations/{evaluation_id}", response_model=s.Evaluation)
     async def get_evaluation(evaluation_id: str, who: Who) -> Any:
@@ -194,7 +212,13 @@ def add_release_routes(
     # --- promotion ---------------------------------------------------------------------
 
     @app.post("/v1/refs/{name}/promote", response_model=s.PromotionResult)
-    async def promote(name: str, body: c.RefPromoteRequest, ns: InNamespace, who: Who) -> Any:
+    async def promote(
+        name: str,
+        body: c.RefPromoteRequest,
+        ns: InNamespace,
+        who: Who,
+        idem: IdempotencyKey = None,
+    ) -> Any:
         """Evaluate the candidate against the ref's current target, then move the ref only
         if every threshold holds; a failed gate answers 422 with the failing metrics."""
         ref = await find_ref(ns, name)
@@ -216,8 +240,17 @@ def add_release_routes(
                 f"ref {name!r} points at a {kind.value}",
             )
         candidate_id = candidate[f"{kind.value}_id"]
-        identifiers = [candidate_id, ref["target_id"]]
-        evaluation = await run_evaluation(who, ns, evaluation_set, identifiers, body.k)
+        if idem is not None and any(h["command_id"] == idem for h in ref["history"]):
+            return await promotion_outcome(ns, name, idem)  # a retry of a decided promotion
+        if candidate_id == ref["target_id"]:
+            raise ApiError(409, "nothing_to_do", f"ref {name!r} already points at {candidate_id}")
+        # A retry reuses the evaluation its first try recorded (same key, derived).
+        evaluation_key = None if idem is None else f"{idem}.evaluation"
+        evaluation = (
+            await recorded_evaluation(evaluation_key) if evaluation_key else None
+        ) or await run_evaluation(
+            who, ns, evaluation_set, [candidate_id, ref["target_id"]], body.k, evaluation_key
+        )
         payload = {
             "candidate": candidate_id,
             "evaluation_id": evaluation["evaluation_id"],
@@ -228,11 +261,16 @@ def add_release_routes(
             "refs.promote",
             {"namespace_identifier": ns["namespace_id"], "ref_name": name, **payload},
             who,
-            None,
+            idem,
             ns["namespace_id"],
         )
+        return await promotion_outcome(ns, name, command_id)
+
+    async def promotion_outcome(ns: dict[str, Any], name: str, command_id: str) -> Any:
+        """What the promote command decided: the moved ref, or 422 with the failures."""
         ref = await find_ref(ns, name)
         outcome = next(h for h in ref["history"] if h["command_id"] == command_id)
+        evaluation = await read(queries.evaluation, outcome["evaluation_id"])
         if outcome["action"] == "promotion_refused":
             failures = outcome["detail"]["failures"]
             raise ApiError(
@@ -288,7 +326,7 @@ def add_release_routes(
             a = await read(queries.namespace, from_)
             b = await read(queries.namespace, to)
             kind = None
-        elif len(kinds) == 1 and next(iter(kinds)) in queries.TABLE:
+        elif len(kinds) == 1 and str(next(iter(kinds))) in diff.KINDS:
             kind = kinds.pop()
             a = await read(queries.resource_by_id, kind, from_)
             b = await read(queries.resource_by_id, kind, to)

@@ -191,6 +191,7 @@ class RefHistoryEntry(Model):
     position: int
     action: str  # create | move | promote | rollback | promotion_refused
     target_id: str
+    target_namespace_id: str | None = None  # None for a refused candidate
     previous_target_id: str | None = None
     reason: str = ""
     evaluation_id: str | None = None

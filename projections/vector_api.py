@@ -61,7 +61,7 @@ def add_vector_routes(
 ) -> None:
     """``write(type, payload, who, idempotency_key, key)`` sends a command and returns its
     (command_id, position); ``deps`` holds the API's dependency types (Who, InNamespace...)."""
-    from projections.api import ApiError
+    from projections.api import ApiError, reachable
 
     Who, InNamespace, IdempotencyKey = deps["Who"], deps["InNamespace"], deps["IdempotencyKey"]
     runner = RetrieverRunner(materializer.cow) if materializer else None
@@ -85,8 +85,13 @@ def add_vector_routes(
                 raise ApiError(504, "timeout", "the vector processor has not caught up yet")
             await asyncio.sleep(0.01)
 
-    async def find(kind: Kind, ns: dict[str, Any], identifier: str) -> dict[str, Any]:
+    async def find(
+        kind: Kind, ns: dict[str, Any], identifier: str, who: Any = None
+    ) -> dict[str, Any]:
+        """By ID, name or ref:; another namespace's only for reads by a key that sees it."""
         row = await asyncio.to_thread(queries.resolve, db, kind, ns["namespace_id"], identifier)
+        if row is not None and not reachable(row, ns, who):
+            row = None
         if row is None:
             raise ApiError(404, "not_found", f"{kind.value} {identifier!r} not found")
         return row
@@ -228,7 +233,7 @@ def add_vector_routes(
         identifier: str, body: ExecuteRequest, ns: InNamespace, who: Who
     ) -> Any:
         vectors()
-        retriever = await find(Kind.RETRIEVER, ns, identifier)
+        retriever = await find(Kind.RETRIEVER, ns, identifier, who)
         # A ref may point at a retriever of another namespace: it reads its own collections.
         home = {"namespace_id": retriever["namespace_id"]}
         collections = await collections_of(home, retriever["collection_ids"])
@@ -248,7 +253,7 @@ def add_vector_routes(
     @app.post("/v1/taxonomies/{identifier}/classify")
     async def classify(identifier: str, body: ClassifyRequest, ns: InNamespace, who: Who) -> Any:
         vectors()
-        taxonomy = await find(Kind.TAXONOMY, ns, identifier)
+        taxonomy = await find(Kind.TAXONOMY, ns, identifier, who)
         retrievers, collections = await taxonomy_inputs(taxonomy)
         assert runner is not None
         taxonomies = TaxonomyRunner(runner)

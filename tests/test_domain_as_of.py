@@ -169,3 +169,41 @@ def test_a_namespace_that_did_not_exist_at_the_position_is_not_found(app):
     body = {"namespace_identifier": "prod", "namespace_name": "x", "as_of_position": then}
     error = rejected(app, "namespaces.clone", body)
     assert error.code is ErrorCode.NOT_FOUND and "did not exist" in error.message
+
+
+def test_the_earliest_position_offered_after_several_changes_is_one_that_works(app):
+    populated(app)
+    then = position(app)
+    for _ in range(3):
+        write_documents(app)
+    body = {
+        "namespace_identifier": "prod",
+        "collection_identifier": "docs",
+        "collection_name": "docs-then",
+        "as_of_position": then,
+    }
+    earliest = rejected(app, "collections.clone", body).details["earliest_position"]
+    run(app, "collections.clone", {**body, "as_of_position": earliest})
+    assert resource(app, "prod", Kind.COLLECTION, "docs-then") is not None
+
+
+def test_a_taxonomy_applied_since_counts_as_a_change_of_the_collection(app):
+    populated(app)
+    then = position(app)
+    run(
+        app,
+        "collections.apply_taxonomy",
+        {
+            "namespace_identifier": "prod",
+            "collection_identifier": "derived",
+            "taxonomy_identifier": "tags",
+        },
+    )
+    body = {
+        "namespace_identifier": "prod",
+        "collection_identifier": "derived",
+        "collection_name": "derived-then",
+        "as_of_position": then,
+    }
+    error = rejected(app, "collections.clone", body)
+    assert error.code is ErrorCode.HISTORY_UNAVAILABLE

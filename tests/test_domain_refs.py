@@ -340,3 +340,40 @@ def test_an_evaluation_set_that_does_not_fit_its_type_is_refused(app, change, me
         **change,
     }
     assert message in rejected(app, "evaluation_sets.create", body).message
+
+
+@pytest.mark.parametrize(
+    "threshold, message",
+    [
+        ({"metric": "ndcg@10", "min": 0.9, "max": 0.1}, "is above"),
+        ({"metric": "ndcg@10", "min": "NaN"}, "finite"),
+        ({"metric": "ndcg@10", "min_change": 0.1, "max_change": -0.1}, "is above"),
+    ],
+)
+def test_a_gate_that_can_never_hold_or_is_not_a_number_is_refused_up_front(app, threshold, message):
+    _, v2, _ = three_retrievers(app)
+    create_ref(app)
+    evaluation_id = record(app, [(v2, 0.7)])
+    body = {
+        "namespace_identifier": "prod",
+        "ref_name": "production",
+        "candidate": "search-v2",
+        "evaluation_id": evaluation_id,
+        "gate": {"thresholds": [threshold]},
+    }
+    error = rejected(app, "refs.promote", body)
+    assert error.code is ErrorCode.VALIDATION_ERROR and message in error.message
+
+
+def test_an_evaluation_id_of_another_kind_is_the_wrong_kind(app):
+    _, v2, _ = three_retrievers(app)
+    evaluation_set(app)
+    collection = resource(app, "prod", Kind.COLLECTION, "docs").id
+    body = {
+        "namespace_identifier": "prod",
+        "evaluation_set_identifier": "golden",
+        "k": 10,
+        "evaluation_id": collection,
+        "runs": [{"target_id": v2, "metrics": {"ndcg@10": 1.0}}],
+    }
+    assert rejected(app, "evaluations.record", body).code is ErrorCode.WRONG_KIND

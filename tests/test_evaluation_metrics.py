@@ -315,3 +315,11 @@ def test_failure_as_dict_exposes_every_field() -> None:
         "change": None,
         "message": "m is 0.4000, below the floor",
     }
+
+
+def test_a_failure_as_a_dict_has_no_infinity_which_json_cannot_carry() -> None:
+    gate = [Threshold(metric="latency", max_change=0.2)]
+    (failure,) = check_gate(gate, {"latency": 5.0}, {"latency": 0.0})
+    assert failure.change == math.inf
+    assert failure_as_dict(failure)["change"] is None
+    assert failure_as_dict(failure)["message"] == failure.message

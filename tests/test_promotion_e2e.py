@@ -12,7 +12,7 @@ import pytest
 
 from envbranch import Client, EnvbranchError
 from envbranch.corpus import load_corpus
-from envbranch.demo import TEXT, Story, run_story, search_stage, verifier
+from envbranch.demo import GATE, TEXT, Story, run_story, search_stage, verifier
 from tests.conftest import LiveStack
 
 INPUTS = {"query": {"type": "text", "required": True}}
@@ -216,3 +216,87 @@ def test_a_collection_clones_as_of_an_earlier_position_through_the_api(
             )
         assert refused.value.type == "history_unavailable"
         assert refused.value.details["field"] == "body.as_of_position"
+
+
+def test_a_key_scoped_to_one_namespace_cannot_reach_another_through_a_ref(
+    live_stack: LiveStack,
+) -> None:
+    with live_stack.client() as admin:
+        mine, _ = three_retrievers(admin)
+        theirs, (their_search, _, _) = three_retrievers(admin)
+        admin.refs.create(
+            {"ref_name": "theirs", "target_kind": "retriever", "target": their_search},
+            namespace=mine,
+        )
+        key = admin.keys.create("scoped", [mine]).api_key
+    with live_stack.client(api_key=key, namespace=mine) as scoped:
+        for call in (
+            lambda: scoped.retrievers.get("ref:theirs"),
+            lambda: scoped.retrievers.execute("ref:theirs", {"query": "x"}),
+        ):
+            with pytest.raises(EnvbranchError) as hidden:
+                call()
+            assert hidden.value.status == 404
+        scoped.refs.move("live", {"target": "top3"})  # its own namespace: fine
+        with live_stack.client() as admin:
+            admin.refs.move("theirs", {"target": "top3"}, namespace=mine)
+        with pytest.raises(EnvbranchError) as forbidden:
+            scoped.refs.rollback("theirs", {"to": "previous"})
+        assert forbidden.value.status == 403
+    with live_stack.client() as admin:
+        moved_to = admin.retrievers.get("ref:theirs", namespace=mine)  # admin sees both
+        assert moved_to.namespace_id == admin.namespaces.get(mine).namespace_id
+
+
+def test_an_evaluation_retried_with_its_key_is_the_one_recorded(live_stack: LiveStack) -> None:
+    with live_stack.client() as client:
+        ns, _ = three_retrievers(client)
+        body = {"evaluation_set": "stdlib-queries", "candidate": "top3", "baseline": "search"}
+        key = f"eval-{uuid.uuid4().hex}"
+        first = client.evaluations.run(body, namespace=ns, idempotency_key=key)
+        again = client.evaluations.run(body, namespace=ns, idempotency_key=key)
+        assert again == first
+
+
+def test_promoting_the_current_target_is_refused_before_anything_is_recorded(
+    live_stack: LiveStack,
+) -> None:
+    with live_stack.client() as client:
+        ns, (search, _, _) = three_retrievers(client)
+        before = client.audit(type="Evaluation.Recorded").pagination.total
+        body = {"candidate": search, "evaluation_set": "stdlib-queries", "gate": GATE}
+        with pytest.raises(EnvbranchError) as refused:
+            client.refs.promote("live", body, namespace=ns)
+        assert refused.value.status == 409 and refused.value.type == "nothing_to_do"
+        assert client.audit(type="Evaluation.Recorded").pagination.total == before
+        with pytest.raises(EnvbranchError) as impossible:
+            bad = {"thresholds": [{"metric": "ndcg@10", "min": 0.9, "max": 0.1}]}
+            client.refs.promote("live", {**body, "candidate": "top3", "gate": bad}, namespace=ns)
+        assert impossible.value.status == 422
+        assert client.audit(type="Evaluation.Recorded").pagination.total == before
+
+
+def test_a_promotion_retried_with_its_key_answers_what_was_decided(live_stack: LiveStack) -> None:
+    with live_stack.client() as client:
+        ns, (_, top3, _) = three_retrievers(client)
+        body = {"candidate": "top3", "evaluation_set": "stdlib-queries", "gate": GATE}
+        key = f"promote-{uuid.uuid4().hex}"
+        outcomes = []
+        for _ in range(2):
+            with pytest.raises(EnvbranchError) as refused:
+                client.refs.promote("live", body, namespace=ns, idempotency_key=key)
+            outcomes.append(refused.value)
+        assert [o.type for o in outcomes] == ["gate_failed", "gate_failed"]
+        assert outcomes[0].details == outcomes[1].details
+        history = client.refs.get("live", namespace=ns).history
+        assert [h.action for h in history] == ["create", "promotion_refused"]
+        assert history[-1].target_id == top3
+
+
+def test_a_diff_of_two_evaluation_sets_is_a_clear_error(live_stack: LiveStack) -> None:
+    with live_stack.client() as client:
+        ns, _ = three_retrievers(client)
+        evs = client.evaluation_sets.get("stdlib-queries", namespace=ns).evaluation_set_id
+        with pytest.raises(EnvbranchError) as error:
+            client.diff(evs, evs)
+        assert error.value.status == 422
