@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test test-fast bench lint clean
+.PHONY: up test test-fast demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 up: $(STAMP)
 	$(BIN)/envbranch up
+
+demo: $(STAMP)
+	$(BIN)/envbranch demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
