@@ -300,3 +300,69 @@ def test_a_diff_of_two_evaluation_sets_is_a_clear_error(live_stack: LiveStack) -
         with pytest.raises(EnvbranchError) as error:
             client.diff(evs, evs)
         assert error.value.status == 422
+
+
+def test_a_diff_of_a_namespace_and_its_clone_lists_exactly_the_changes_made(
+    live_stack: LiveStack,
+) -> None:
+    ns = f"diff-{uuid.uuid4().hex[:8]}"
+    staging = f"{ns}-staging"
+    rerank = {"stage_name": "rerank", "config": {"stage_id": "rerank", "parameters": {}}}
+    with live_stack.client() as client:
+        client.namespaces.create({"namespace_name": ns})
+        client.buckets.create(
+            {"bucket_name": "b", "bucket_schema": {"properties": {}}}, namespace=ns
+        )
+        client.collections.create(
+            {
+                "collection_name": "docs",
+                "source": {"type": "bucket", "bucket_ids": ["b"]},
+                "feature_extractor": TEXT,
+            },
+            namespace=ns,
+        )
+        documents = [{"document_id": d, "text": f"text of {d}"} for d in ("a", "b", "c")]
+        client.collections.write_documents("docs", documents, namespace=ns)
+        client.retrievers.create(
+            {
+                "retriever_name": "search",
+                "collection_identifiers": ["docs"],
+                "stages": [search_stage()],
+                "input_schema": INPUTS,
+            },
+            namespace=ns,
+        )
+        task = client.namespaces.clone(ns, {"namespace_name": staging}).task_id
+        assert client.tasks.wait(task, timeout=60).status == "COMPLETED"
+        assert client.diff(ns, staging)["summary"] == {
+            "only_in_from": 0,
+            "only_in_to": 0,
+            "changed": 0,
+            "unchanged": 3,
+        }
+
+        # In staging: a new retriever takes the old one's name, and the documents diverge.
+        client.retrievers.update("search", {"retriever_name": "search-old"}, namespace=staging)
+        client.retrievers.clone(
+            "search-old",
+            {"retriever_name": "search", "stages": [search_stage(), rerank]},
+            namespace=staging,
+        )
+        client.collections.write_documents(
+            "docs",
+            [{"document_id": "d", "text": "new"}, {"document_id": "b", "text": "rewritten"}],
+            namespace=staging,
+        )
+        client.collections.delete_documents("docs", ["a"], namespace=staging)
+        diff = client.diff(ns, staging)
+
+    assert [(r["kind"], r["name"]) for r in diff["only_in_from"]] == []
+    assert [(r["kind"], r["name"]) for r in diff["only_in_to"]] == [("retriever", "search-old")]
+    assert [(r["kind"], r["name"]) for r in diff["unchanged"]] == [("bucket", "b")]
+    collection, retriever = diff["changed"]
+    assert (collection["kind"], collection["fields"]) == ("collection", [])
+    assert collection["documents"] == {"added": 1, "removed": 1, "changed": 1, "unchanged": 1}
+    assert retriever["kind"] == "retriever" and retriever["documents"] is None
+    assert retriever["fields"] == [
+        {"field": "stages[1]", "from": None, "to": {**rerank, "stage_type": "sort"}, "config": True}
+    ]
