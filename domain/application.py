@@ -28,7 +28,6 @@ from domain.aggregates import (
 from domain.commands import Command
 from domain.errors import CommandRejected, ErrorCode
 from domain.handlers import HANDLERS
-from domain.refs import Ref
 from domain.unit import Unit
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ class Environments(EventSourcedProjection[str]):
         recordings: list[Recording[str]] = self._record(processing)
         return Outcome(positions=[r.notification.id for r in recordings])
 
-    def positions_of(self, aggregate_id: str, cls: type[Aggregate] = Ref) -> dict[int, int]:
+    def positions_of(self, aggregate_id: str, cls: type[Aggregate]) -> dict[int, int]:
         """Version -> log position of an aggregate's stored events. Reads only events of
         ``cls``'s types (meant for refs and namespaces, whose events are few)."""
         positions: dict[int, int] = {}

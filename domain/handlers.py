@@ -52,7 +52,7 @@ def create_bucket(unit: Unit, body: c.CreateBucket) -> None:
         description=body.description,
         bucket_schema=json_of(body.bucket_schema),
     )
-    _add(unit, namespace, bucket)
+    unit.add_to(namespace, bucket)
 
 
 def add_objects(unit: Unit, body: c.AddObjects) -> None:
@@ -85,7 +85,7 @@ def create_collection(unit: Unit, body: c.CreateCollection) -> None:
         source=map_source(json_of(body.source), unit.resolve_ref(namespace), "body.source"),
         feature_extractor=json_of(body.feature_extractor),
     )
-    _add(unit, namespace, collection)
+    unit.add_to(namespace, collection)
 
 
 def clone_collection(unit: Unit, body: c.CloneCollection) -> None:
@@ -110,7 +110,7 @@ def clone_collection(unit: Unit, body: c.CloneCollection) -> None:
         source=source,
         feature_extractor=_or(json_of(body.feature_extractor), original.feature_extractor),
     )
-    _add(unit, namespace, clone)
+    unit.add_to(namespace, clone)
 
 
 def create_retriever(unit: Unit, body: c.CreateRetriever) -> None:
@@ -125,7 +125,7 @@ def create_retriever(unit: Unit, body: c.CreateRetriever) -> None:
         stages=map_stages(json_of(body.stages), unit.resolve_ref(namespace), "body.stages"),
         input_schema=body.input_schema,
     )
-    _add(unit, namespace, retriever)
+    unit.add_to(namespace, retriever)
 
 
 def clone_retriever(unit: Unit, body: c.CloneRetriever) -> None:
@@ -148,7 +148,7 @@ def clone_retriever(unit: Unit, body: c.CloneRetriever) -> None:
         else map_stages(json_of(body.stages), unit.resolve_ref(namespace), "body.stages"),
         input_schema=_or(body.input_schema, original.input_schema),
     )
-    _add(unit, namespace, clone)
+    unit.add_to(namespace, clone)
 
 
 def create_taxonomy(unit: Unit, body: c.CreateTaxonomy) -> None:
@@ -159,7 +159,7 @@ def create_taxonomy(unit: Unit, body: c.CreateTaxonomy) -> None:
         description=body.description,
         config=_resolved_taxonomy_config(unit, namespace, body.config),
     )
-    _add(unit, namespace, taxonomy)
+    unit.add_to(namespace, taxonomy)
 
 
 def clone_taxonomy(unit: Unit, body: c.CloneTaxonomy) -> None:
@@ -176,7 +176,7 @@ def clone_taxonomy(unit: Unit, body: c.CloneTaxonomy) -> None:
         description=_or(body.description, original.description),
         config=config,
     )
-    _add(unit, namespace, clone)
+    unit.add_to(namespace, clone)
 
 
 def report_copy_progress(unit: Unit, body: c.ReportCopyProgress) -> None:
@@ -260,11 +260,6 @@ def _resolved_taxonomy_config(unit: Unit, namespace: Namespace, config: Any) -> 
 
 def _resource(unit: Unit, namespace: Namespace, kind: Kind, identifier: str) -> Resource:
     return unit.resource(namespace, kind, identifier, f"body.{kind.value}_identifier")
-
-
-def _add(unit: Unit, namespace: Namespace, resource: Resource) -> None:
-    namespace.add_resource(resource.KIND, resource.id, resource.name)
-    unit.add(resource)
 
 
 def _or(override: Any, original: Any) -> Any:

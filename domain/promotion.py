@@ -113,8 +113,7 @@ def create_evaluation_set(unit: Unit, body: c.CreateEvaluationSet) -> None:
         queries=[q.model_dump(mode="json") for q in body.queries],
         documents=[d.model_dump(mode="json") for d in body.documents],
     )
-    namespace.add_resource(Kind.EVALUATION_SET, evaluation_set.id, evaluation_set.name)
-    unit.add(evaluation_set)
+    unit.add_to(namespace, evaluation_set)
 
 
 def record_evaluation(unit: Unit, body: c.RecordEvaluation) -> None:

@@ -56,6 +56,11 @@ class Unit:
         for aggregate in aggregates:
             self._touched[aggregate.id] = aggregate
 
+    def add_to(self, namespace: Namespace, resource: Resource) -> None:
+        """A new resource, catalogued under its name in its namespace."""
+        namespace.add_resource(resource.KIND, resource.id, resource.name)
+        self.add(resource)
+
     def get(self, aggregate_id: str, cls: type[A]) -> A | None:
         if aggregate_id not in self._touched:
             try:

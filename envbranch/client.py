@@ -323,6 +323,25 @@ class Keys:
         return self._client.request("POST", "/v1/keys", s.ApiKey, json=body)
 
 
+def _post(
+    client: Client,
+    path: str,
+    model: type[M],
+    body: Body,
+    namespace: str | None,
+    idempotency_key: str | None,
+) -> M:
+    """A write: the body as JSON, in a namespace, retried safely with the same key."""
+    return client.request(
+        "POST",
+        path,
+        model,
+        json=_json(body),
+        namespace=namespace,
+        idempotency_key=idempotency_key,
+    )
+
+
 def _ingest(client: Client, path: str, body: dict[str, Any], namespace: str | None) -> Any:
     return client.request("POST", path, _Accepted, json=body, namespace=namespace)
 
@@ -343,14 +362,7 @@ class Refs:
         self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
     ) -> s.Ref:
         """A ref: ``{ref_name, target_kind, target, reason}``."""
-        return self._client.request(
-            "POST",
-            "/v1/refs",
-            s.Ref,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
+        return _post(self._client, "/v1/refs", s.Ref, body, namespace, idempotency_key)
 
     def get(self, name: str, *, namespace: str | None = None) -> s.Ref:
         """A ref with its whole history."""
@@ -366,14 +378,7 @@ class Refs:
     ) -> s.Ref:
         """Point the ref at ``{target, reason}`` (no gate)."""
         path = f"/v1/refs/{name}/move"
-        return self._client.request(
-            "POST",
-            path,
-            s.Ref,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
+        return _post(self._client, path, s.Ref, body, namespace, idempotency_key)
 
     def promote(
         self,
@@ -387,14 +392,7 @@ class Refs:
         the ref only if every threshold of ``gate`` holds; EnvbranchError 422 gate_failed
         (details: the failing metrics) otherwise."""
         path = f"/v1/refs/{name}/promote"
-        return self._client.request(
-            "POST",
-            path,
-            s.PromotionResult,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
+        return _post(self._client, path, s.PromotionResult, body, namespace, idempotency_key)
 
     def rollback(
         self,
@@ -406,14 +404,7 @@ class Refs:
     ) -> s.Ref:
         """Back to ``{"to": "previous"}``, ``{"position": n}`` or ``{"time": iso}``."""
         path = f"/v1/refs/{name}/rollback"
-        return self._client.request(
-            "POST",
-            path,
-            s.Ref,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
-        )
+        return _post(self._client, path, s.Ref, body, namespace, idempotency_key)
 
 
 class EvaluationSets:
@@ -424,13 +415,8 @@ class EvaluationSets:
         self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
     ) -> s.EvaluationSet:
         """Queries with judgments (retrievers) or labelled documents (taxonomies)."""
-        return self._client.request(
-            "POST",
-            "/v1/evaluation_sets",
-            s.EvaluationSet,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
+        return _post(
+            self._client, "/v1/evaluation_sets", s.EvaluationSet, body, namespace, idempotency_key
         )
 
     def get(self, identifier: str, *, namespace: str | None = None) -> s.EvaluationSet:
@@ -446,13 +432,8 @@ class Evaluations:
         self, body: Body, *, namespace: str | None = None, idempotency_key: str | None = None
     ) -> s.Evaluation:
         """Run ``evaluation_set`` on ``candidate`` (and ``baseline``); recorded as an event."""
-        return self._client.request(
-            "POST",
-            "/v1/evaluations",
-            s.Evaluation,
-            json=_json(body),
-            namespace=namespace,
-            idempotency_key=idempotency_key,
+        return _post(
+            self._client, "/v1/evaluations", s.Evaluation, body, namespace, idempotency_key
         )
 
     def get(self, evaluation_id: str) -> s.Evaluation:

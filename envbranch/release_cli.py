@@ -21,16 +21,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _require(settings: Settings, filename: str, what: str) -> None:
+    """Refuse to open (and so create) a SQLite file of the stack that is not there."""
+    path = settings.data_dir / filename
+    if settings.event_store == "sqlite" and not path.exists():
+        raise ValueError(
+            f"no {what} at {path}: set ENVBRANCH_DATA_DIR to the stack's data directory"
+        )
+
+
 def _existing_event_store(settings: Settings) -> Environments:
     """The event store, which must exist already (a replay never creates one)."""
-    if settings.event_store == "sqlite":
-        path = settings.data_dir / "events.sqlite3"
-        if not path.exists():
-            raise ValueError(
-                f"no event store at {path}: set ENVBRANCH_DATA_DIR to the stack's data directory"
-            )
     from envbranch.event_store import open_event_store
 
+    _require(settings, "events.sqlite3", "event store")
     return open_event_store(settings)
 
 
@@ -38,13 +42,7 @@ def _live_read_model(settings: Settings) -> ReadModel:
     """The live read model (SQLite under the data dir, or the PostgreSQL schema)."""
     from envbranch.stack import read_model_database
 
-    if settings.event_store == "sqlite":
-        path = settings.data_dir / "read_model.sqlite3"
-        if not path.exists():
-            raise ValueError(
-                f"no live read model at {path}: set ENVBRANCH_DATA_DIR to the stack's data "
-                "directory"
-            )
+    _require(settings, "read_model.sqlite3", "live read model")
     return ReadModel(read_model_database(settings), settings.digest_interval)
 
 

@@ -46,6 +46,11 @@ class ApiError(Exception):
         self.status, self.type, self.message, self.details = status, type_, message, details
 
 
+def fields(body: BaseModel) -> dict[str, Any]:
+    """A request body as the command payload carries it."""
+    return body.model_dump(mode="json", exclude_none=True)
+
+
 def error_response(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
     body = s.ErrorResponse(error=s.ErrorBody(message=message, type=type_, details=details or None))
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
@@ -159,9 +164,6 @@ def create_app(
         if row is None:
             raise ApiError(404, "not_found", "the namespace this command created is gone")
         return row
-
-    def fields(body: BaseModel) -> dict[str, Any]:
-        return body.model_dump(mode="json", exclude_none=True)
 
     # --- namespaces -------------------------------------------------------
 

@@ -83,6 +83,15 @@ def created_by_command(db: Database, command_id: str, event_types: Sequence[str]
     return str(rows[0]["aggregate_id"]) if rows else None
 
 
+def position_of(db: Database, command_id: str, event_type: str) -> int | None:
+    """The position of a command's event of this type."""
+    rows = db.query(
+        "SELECT position FROM audit WHERE command_id = ? AND type = ? ORDER BY position",
+        [command_id, event_type],
+    )
+    return int(rows[0]["position"]) if rows else None
+
+
 def lineage(db: Database, resource_id: str) -> tuple[list[dict], list[dict]]:
     """Every clone edge above (ancestors, nearest first) and below (descendants) a resource."""
     ancestors = []
@@ -182,8 +191,3 @@ def resolve(db: Database, kind: Kind, namespace_id: str, identifier: str) -> dic
 
 def evaluation(db: Database, evaluation_id: str) -> dict[str, Any] | None:
     return _one(db.query("SELECT * FROM evaluations WHERE evaluation_id = ?", [evaluation_id]))
-
-
-def digests(db: Database, position: int) -> dict[str, str]:
-    rows = db.query("SELECT table_name, digest FROM digests WHERE position = ?", [position])
-    return {r["table_name"]: r["digest"] for r in rows}

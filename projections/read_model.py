@@ -226,10 +226,7 @@ class ReadModel:
 
     def recorded_digests(self, position: int) -> dict[str, str]:
         """The digests recorded when this read model stood at ``position`` (or {})."""
-        rows = self.db.query(
-            "SELECT table_name, digest FROM digests WHERE position = ?", [position]
-        )
-        return {r["table_name"]: r["digest"] for r in rows}
+        return recorded_digests(self.db, position)
 
     def digest_positions(self) -> list[int]:
         rows = self.db.query("SELECT DISTINCT position FROM digests ORDER BY position")
@@ -307,6 +304,11 @@ def table_digests(query: Any, scan_all: bool = False) -> dict[str, tuple[str, in
         rows = query(f"SELECT * FROM {table}")
         out[table] = (_as_digest(sum(row_hash(r) for r in rows)), len(rows))
     return out
+
+
+def recorded_digests(db: Database, position: int) -> dict[str, str]:
+    rows = db.query("SELECT table_name, digest FROM digests WHERE position = ?", [position])
+    return {r["table_name"]: r["digest"] for r in rows}
 
 
 def record_digests(cur: Cursor, position: int) -> None:

@@ -20,6 +20,7 @@ from domain.ids import Kind, kind_of
 from projections import diff, queries
 from projections import schemas as s
 from projections.evaluator import Target, evaluate
+from projections.read_model import recorded_digests
 from projections.sql import Database
 from projections.vectors.retrieval import CollectionNotReady, RetrievalError
 from projections.vectors.taxonomy import TaxonomyError
@@ -30,7 +31,7 @@ def add_release_routes(
 ) -> None:
     """``write(type, payload, who, idempotency_key, key)`` sends a command and returns its
     (command_id, position) once the read model applied it."""
-    from projections.api import ApiError, ListBody, _page
+    from projections.api import ApiError, ListBody, _page, fields
 
     Who, InNamespace, IdempotencyKey = deps["Who"], deps["InNamespace"], deps["IdempotencyKey"]
     taxonomy_inputs, collections_of = deps["taxonomy_inputs"], deps["collections_of"]
@@ -64,9 +65,6 @@ def add_release_routes(
         payload = {"namespace_identifier": ns["namespace_id"], "ref_name": name, **body}
         await write(type_, payload, who, idem, ns["namespace_id"])
         return await find_ref(ns, name)
-
-    def fields(body: Any) -> dict[str, Any]:
-        return body.model_dump(mode="json", exclude_none=True)
 
     # --- refs ---------------------------------------------------------------------
 
@@ -254,7 +252,7 @@ def add_release_routes(
         payload = {
             "candidate": candidate_id,
             "evaluation_id": evaluation["evaluation_id"],
-            "gate": body.gate.model_dump(mode="json", exclude_none=True),
+            "gate": fields(body.gate),
             "reason": body.reason,
         }
         command_id, _ = await write(
@@ -349,14 +347,5 @@ def add_release_routes(
         if not who.is_admin:
             raise ApiError(403, "forbidden", "only a key for every namespace can checkpoint")
         command_id, _ = await write("checkpoints.create", fields(body), who, None, "checkpoint")
-        rows = await read(_checkpoint_position, command_id)
-        position = int(rows)
-        return {"position": position, "digests": await read(queries.digests, position)}
-
-
-def _checkpoint_position(db: Database, command_id: str) -> int:
-    rows = db.query(
-        "SELECT position FROM audit WHERE command_id = ? AND type = 'Checkpoint.Requested'",
-        [command_id],
-    )
-    return int(rows[0]["position"])
+        position = await read(queries.position_of, command_id, "Checkpoint.Requested")
+        return {"position": position, "digests": await read(recorded_digests, position)}

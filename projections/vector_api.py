@@ -61,7 +61,7 @@ def add_vector_routes(
 ) -> None:
     """``write(type, payload, who, idempotency_key, key)`` sends a command and returns its
     (command_id, position); ``deps`` holds the API's dependency types (Who, InNamespace...)."""
-    from projections.api import ApiError, reachable
+    from projections.api import ApiError, fields, reachable
 
     Who, InNamespace, IdempotencyKey = deps["Who"], deps["InNamespace"], deps["IdempotencyKey"]
     runner = RetrieverRunner(materializer.cow) if materializer else None
@@ -108,7 +108,7 @@ def add_vector_routes(
         payload = {
             "namespace_identifier": ns["namespace_id"],
             "bucket_identifier": bucket["bucket_id"],
-            **body.model_dump(mode="json", exclude_none=True),
+            **fields(body),
         }
         command_id, position = await write(
             "buckets.objects.add", payload, who, idem, ns["namespace_id"]
@@ -123,7 +123,7 @@ def add_vector_routes(
         payload = {
             "namespace_identifier": ns["namespace_id"],
             "collection_identifier": collection["collection_id"],
-            **body.model_dump(mode="json", exclude_none=True),
+            **fields(body),
         }
         command_id, position = await write(type_, payload, who, idem, ns["namespace_id"])
         await until_materialized(position)
