@@ -30,6 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
+from domain import json_limits
 from domain.application import AlreadyProcessed, Environments
 from domain.commands import decode_command
 from domain.envelopes import Topics
@@ -44,8 +45,8 @@ MAX_INTERNAL_ATTEMPTS = 3
 def _command_id_of(raw: bytes | None) -> str | None:
     """The command_id of a rejected message, when it has a readable one."""
     try:
-        document = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
+        document = json_limits.parse(raw or b"")
+    except CommandRejected:
         return None
     command_id = document.get("command_id") if isinstance(document, dict) else None
     return command_id if isinstance(command_id, str) else None
@@ -81,10 +82,11 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         self.processor = processor
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass
+        self.processor.ready.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.processor.seek_to_stored_positions(assigned)
+        self.processor.ready.set()
 
 
 class CommandProcessor:
@@ -93,10 +95,13 @@ class CommandProcessor:
         app: Environments,
         config: ProcessorConfig,
         ensure_topics: Callable[[], Awaitable[None]] | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.app = app
         self.config = config
         self.ensure_topics = ensure_topics
+        # Set once partitions are assigned and sought to the stored positions.
+        self.ready = ready or asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -138,6 +143,7 @@ class CommandProcessor:
                 raise RuntimeError(f"topic {cfg.topics.commands} does not exist")
             self.consumer.assign(assigned)
             await self.seek_to_stored_positions(assigned)
+            self.ready.set()
         else:
             self.consumer.subscribe([cfg.topics.commands], listener=_SeekToStoredPositions(self))
         try:
@@ -156,6 +162,16 @@ class CommandProcessor:
             await self.consumer.stop()
             await self.producer.stop()
             await self.admin.close()
+
+    def partition_progress(self) -> list[tuple[TopicPartition, int, int | None]]:
+        """Per assigned partition: the next offset to process, and the end offset as last
+        fetched (None before the first fetch; Tansu can report one short of the end)."""
+        if self.consumer is None:
+            return []
+        return [
+            (tp, self.recorded.get(tp, 0), self.consumer.highwater(tp))
+            for tp in sorted(self.consumer.assignment())
+        ]
 
     async def _current_cluster_id(self) -> str:
         assert self.admin is not None
@@ -281,10 +297,14 @@ class CommandProcessor:
                 self.config.topics.dlq, value, key=record.key, headers=headers
             )
         except MessageSizeTooLargeError:
+            # The entry must fit whatever made it too large: the value, the key or both.
             limit = self.config.max_command_bytes // 2
             headers.append(("envbranch.truncated_from", str(len(value)).encode()))
             await self.producer.send_and_wait(
-                self.config.topics.dlq, value[:limit], key=record.key, headers=headers
+                self.config.topics.dlq,
+                value[:limit],
+                key=(record.key or b"")[:1024] or None,
+                headers=headers,
             )
         await asyncio.to_thread(self.app.record_position, tracking)
         self.rejected += 1

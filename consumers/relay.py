@@ -14,13 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification
 
 from domain.application import Environments
-from domain.envelopes import POSITION_HEADER, Topics, envelope_of
+from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics, envelope_of
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,12 @@ class Relay:
         app: Environments,
         config: RelayConfig,
         ensure_topic: Callable[[], Awaitable[None]] | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.app = app
         self.config = config
         self.ensure_topic = ensure_topic
+        self.ready = ready or asyncio.Event()  # set once it knows the topic's last position
         self.published = 0  # the last position known to be on the topic
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -64,6 +66,7 @@ class Relay:
         await self.admin.start()
         try:
             await self._resync()
+            self.ready.set()
             since_tail_check = 0.0
             while not stop.is_set():
                 try:
@@ -141,6 +144,9 @@ class Relay:
             await self.ensure_topic()
         topic = self.config.topics.events
         on_topic = await last_position_on_topic(self.config.bootstrap_servers, topic)
+        # Positions beyond the store's are not the relay's (a forged or foreign record).
+        stored = await asyncio.to_thread(self.app.recorder.max_notification_id)
+        on_topic = min(on_topic, stored or 0)
         if on_topic < self.published:
             log.warning(
                 "%s holds events up to %s, not %s: publishing again from the store",
@@ -152,7 +158,11 @@ class Relay:
 
 
 async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
-    """The position in the last record of the topic (0 when empty)."""
+    """The position of the last event on the topic (0 when it holds none).
+
+    Only a record that is an event envelope whose position matches its header counts:
+    anything else on the topic (which only the relay should write to) is passed over, and
+    the search goes further back until it finds one of the relay's own records."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, enable_auto_commit=False, request_timeout_ms=10_000
     )
@@ -169,16 +179,32 @@ async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
         ends = await consumer.end_offsets(tps)
         last = 0
         for tp in tps:
-            if ends[tp] == 0:
-                continue
             # Read on until a fetch comes back empty rather than trusting the end offset:
             # Tansu reports the last batch's base offset + 1 there, not the last offset + 1.
-            consumer.seek(tp, ends[tp] - 1)
-            while records := (await consumer.getmany(tp, timeout_ms=300)).get(tp, []):
-                for record in records:
-                    for name, value in record.headers:
-                        if name == POSITION_HEADER:
-                            last = max(last, int(value))
+            start, back = ends[tp] - 1, 1
+            while start >= 0:
+                consumer.seek(tp, start)
+                found = 0
+                while records := (await consumer.getmany(tp, timeout_ms=300)).get(tp, []):
+                    for record in records:
+                        found = max(found, position_of(record))
+                if found or start == 0:
+                    last = max(last, found)
+                    break
+                back *= 8
+                start = max(0, ends[tp] - back)
         return last
     finally:
         await consumer.stop()
+
+
+def position_of(record: ConsumerRecord) -> int:
+    """The position a record of the events topic carries; 0 if it is not the relay's."""
+    try:
+        header = dict(record.headers).get(POSITION_HEADER)
+        position = int(header.decode("ascii")) if header is not None else 0
+        if position > 0 and EventEnvelope.from_bytes(record.value).position == position:
+            return position
+    except Exception:  # noqa: BLE001 - any record at all may be on a topic
+        pass
+    return 0

@@ -13,18 +13,21 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from domain import json_limits
 from domain.errors import CommandRejected, ErrorCode
 from domain.values import (
     BucketObject,
     BucketSchema,
     CollectionSource,
+    Count,
     Description,
     Document,
     FeatureExtractor,
     Identifier,
     IncludeResources,
+    Position,
     ResourceName,
     Stage,
     TaxonomyConfig,
@@ -34,7 +37,7 @@ from domain.values import (
 class CommandEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command_id: Annotated[str, Field(min_length=1, max_length=200)]
+    command_id: Annotated[str, Field(min_length=1, max_length=256)]
     type: Annotated[str, Field(min_length=1, max_length=100)]
     body: dict[str, Any]
     actor: Annotated[str, Field(min_length=1, max_length=200)]
@@ -74,7 +77,7 @@ class NamespaceCloneRequest(Body):
     vectors: Literal["copy", "reuse"] = "copy"
     # Clone the environment as it stood at this log position (see the README for what the
     # vector design allows: data unchanged since then).
-    as_of_position: Annotated[int, Field(ge=1)] | None = None
+    as_of_position: Position | None = None
 
 
 class CreateNamespace(NamespaceCreateRequest):
@@ -140,7 +143,7 @@ class CollectionCloneRequest(Body):
     source: CollectionSource | None = None
     feature_extractor: FeatureExtractor | None = None
     # the collection as it stood at this log position (its name then resolves as of then)
-    as_of_position: Annotated[int, Field(ge=1)] | None = None
+    as_of_position: Position | None = None
 
 
 class CreateCollection(InNamespace, CollectionCreateRequest):
@@ -265,16 +268,16 @@ class ApplyTaxonomy(InNamespace, ApplyTaxonomyRequest):
 
 class ReportReprocessProgress(Body):
     task_id: Identifier
-    done: Annotated[int, Field(ge=0)]
-    total: Annotated[int, Field(ge=0)]
+    done: Count
+    total: Count
     finished: bool
 
 
 class ReportCopyProgress(Body):
     task_id: Identifier
     collection_id: Identifier
-    copied: Annotated[int, Field(ge=0)]
-    total: Annotated[int, Field(ge=0)]
+    copied: Count
+    total: Count
     done: bool
 
 
@@ -303,7 +306,7 @@ class RefRollbackRequest(Body):
     log position) or ``time`` (the target it had at that moment)."""
 
     to: Literal["previous"] | None = None
-    position: Annotated[int, Field(ge=1)] | None = None
+    position: Position | None = None
     time: datetime | None = None
     reason: Reason = ""
 
@@ -355,7 +358,7 @@ class RefPromoteRequest(Body):
     candidate: Identifier
     evaluation_set: Identifier
     gate: Gate
-    k: Annotated[int, Field(ge=1, le=1000)] = 10
+    k: Annotated[int, Strict(), Field(ge=1, le=1000)] = 10
     reason: Reason = ""
 
 
@@ -365,7 +368,7 @@ class EvaluationRunRequest(Body):
     evaluation_set: Identifier
     candidate: Identifier
     baseline: Identifier | None = None
-    k: Annotated[int, Field(ge=1, le=1000)] = 10
+    k: Annotated[int, Strict(), Field(ge=1, le=1000)] = 10
 
 
 class CreateRef(InNamespace, RefCreateRequest):
@@ -395,7 +398,9 @@ class JudgedQuery(Body):
     query_id: Annotated[str, Field(min_length=1, max_length=200)]
     inputs: dict[str, Any]
     # document (by the set's id_field) -> graded relevance, 0 = not relevant
-    judgments: Annotated[dict[str, Annotated[int, Field(ge=0, le=10)]], Field(min_length=1)]
+    judgments: Annotated[
+        dict[str, Annotated[int, Strict(), Field(ge=0, le=10)]], Field(min_length=1)
+    ]
 
 
 class LabelledDocument(Body):
@@ -455,7 +460,7 @@ class RecordEvaluation(InNamespace):
 
     evaluation_id: Identifier | None = None
     evaluation_set_identifier: Identifier
-    k: Annotated[int, Field(ge=1, le=1000)]
+    k: Annotated[int, Strict(), Field(ge=1, le=1000)]
     runs: Annotated[list[EvaluationRun], Field(min_length=1, max_length=2)]
     agreement: Finite | None = None
 
@@ -514,6 +519,19 @@ IMMUTABLE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def immutable_field_message(kind: str, name: str) -> str:
+    """What to do instead of changing ``name`` of a resource of ``kind`` (plural)."""
+    if f"{kind}.clone" in BODIES:
+        return (
+            f"{name} cannot change once set: clone the {kind[:-1]} with a new {name} "
+            f"instead ({kind}.clone)"
+        )
+    return (
+        f"{name} cannot change once set: create a new {kind[:-1]} with the {name} you "
+        f"need ({kind}.create)"
+    )
+
+
 class Command(BaseModel):
     """A decoded, validated command."""
 
@@ -562,15 +580,9 @@ def _rejected(code: ErrorCode, error: ValidationError, prefix: str) -> CommandRe
 
 
 def decode_command(raw: bytes) -> Command:
-    """Read a command from the bytes of a message; CommandRejected says why not."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CommandRejected(ErrorCode.NOT_UTF8, f"message is not UTF-8: {e}") from e
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CommandRejected(ErrorCode.INVALID_JSON, f"message is not JSON: {e}") from e
+    """Read a command from the bytes of a message; CommandRejected says why not, whatever
+    the bytes are (see domain.json_limits)."""
+    document = json_limits.parse(raw)
     if not isinstance(document, dict):
         raise CommandRejected(
             ErrorCode.INVALID_ENVELOPE,
@@ -593,11 +605,9 @@ def command_from_document(document: dict[str, Any]) -> Command:
         )
     for name in IMMUTABLE_FIELDS.get(envelope.type, ()):
         if name in envelope.body:
-            kind = envelope.type.split(".")[0]
             raise CommandRejected(
                 ErrorCode.IMMUTABLE_FIELD,
-                f"{name} cannot change once set: clone the {kind[:-1]} with a new "
-                f"{name} instead ({kind}.clone)",
+                immutable_field_message(envelope.type.split(".")[0], name),
                 field=f"body.{name}",
             )
     try:

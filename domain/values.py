@@ -10,15 +10,16 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from domain.ids import ID_PATTERN
+from domain.json_limits import MAX_INT
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 def check_name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):  # fullmatch: "$" alone lets a final newline in
         raise ValueError(
             "must be 1-128 characters of letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -28,9 +29,21 @@ def check_name(value: str) -> str:
     return value
 
 
-ResourceName = Annotated[str, AfterValidator(check_name)]
+# check_name in JSON Schema, so that clients and fuzzers know the rule: a name, not an ID.
+NAME_JSON_PATTERN = f"^(?!{ID_PATTERN.pattern[1:]}){NAME_PATTERN.pattern[1:]}"
+ResourceName = Annotated[
+    str,
+    AfterValidator(check_name),
+    Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_JSON_PATTERN}),
+]
 Description = Annotated[str, Field(max_length=2000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+# Integers are strict (a JSON true is not 1) and fit 64 bits, the SQL BIGINT they go into.
+Position = Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]  # a position in the event log
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
+# A vector component: finite and within float32, which is how vector stores keep it.
+FLOAT32_MAX = 3.4028234663852886e38
+Component = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
 class Value(BaseModel):
@@ -217,7 +230,7 @@ class Document(Value):
 
     document_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     text: str | None = None
-    vector: Annotated[list[float], Field(min_length=1, max_length=8192)] | None = None
+    vector: Annotated[list[Component], Field(min_length=1, max_length=8192)] | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

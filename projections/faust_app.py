@@ -22,6 +22,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from domain.envelopes import EventEnvelope, Topics
 from projections.read_model import ReadModel
+from projections.sql import is_transient
 from projections.vectors.materializer import VectorMaterializer
 from projections.vectors.views import CopyProgress
 
@@ -94,7 +95,7 @@ def create_faust_app(
         @app.agent(events, concurrency=1, name="read_model")
         async def project_read_model(stream: faust.StreamT[bytes]) -> None:
             async for batch in stream.take(BATCH, within=BATCH_SECONDS):
-                envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
+                envelopes = decode_events(batch)
                 await apply_until_done(read_model.apply, envelopes, "read model")
 
     if materializer is not None:
@@ -109,7 +110,7 @@ def create_faust_app(
             vectors.on_apply_progress = reporter.apply_progress
             try:
                 async for batch in stream.take(BATCH, within=BATCH_SECONDS):
-                    envelopes = [EventEnvelope.from_bytes(raw) for raw in batch]
+                    envelopes = decode_events(batch)
                     await apply_until_done(vectors.apply, envelopes, "vectors")
             finally:
                 await reporter.stop()
@@ -117,21 +118,56 @@ def create_faust_app(
     return app
 
 
+def decode_events(records: list[Any]) -> list[EventEnvelope]:
+    """The event envelopes among the records; anything else on the topic (which only the
+    relay should write to) is logged and passed over, so that no record can stop an agent."""
+    envelopes = []
+    for raw in records:
+        try:
+            envelopes.append(EventEnvelope.from_bytes(raw))
+        except Exception as e:  # noqa: BLE001 - any bytes at all: None, not JSON, not UTF-8
+            shown = raw[:200] if isinstance(raw, bytes | str) else type(raw).__name__
+            log.error("passing over a record that is not an event envelope (%s): %r", e, shown)
+    return envelopes
+
+
+ATTEMPTS_BEFORE_PASSING_OVER = 3
+
+
 async def apply_until_done(
     apply: Callable[[list[EventEnvelope]], Any], envelopes: list[EventEnvelope], what: str
 ) -> None:
-    """Apply a batch, retrying until it works: an agent that raised would be restarted by
-    Faust past this batch (its offsets acknowledged), losing it. A poison event therefore
-    stalls the agent, loudly, instead of being skipped."""
+    """Apply a batch, retrying while the store is away: an agent that raised would be
+    restarted by Faust past this batch (its offsets acknowledged), losing it.
+
+    A batch that keeps failing otherwise is applied event by event, and an event that
+    fails the same way every time is logged and passed over: one event must not stop
+    every event behind it (as a command that cannot be applied goes to the DLQ)."""
     delay = 0.5
+    failures = 0
     while True:
         try:
             await asyncio.to_thread(apply, envelopes)
             return
-        except Exception:  # noqa: BLE001 - anything: never move on without the batch
+        except Exception as e:  # noqa: BLE001 - anything: never move on without knowing why
+            failures += 0 if is_transient(e) else 1
+            if failures >= ATTEMPTS_BEFORE_PASSING_OVER:
+                if len(envelopes) > 1:
+                    for envelope in envelopes:
+                        await apply_until_done(apply, [envelope], what)
+                    return
+                event = envelopes[0]
+                log.exception(
+                    "passing over the event at position %s (%s %s) in the %s: it fails every time",
+                    event.position,
+                    event.type,
+                    event.aggregate_id,
+                    what,
+                )
+                return
             log.exception("applying events to the %s failed; retrying in %.1fs", what, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 class TaskReporter:

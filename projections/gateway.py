@@ -94,15 +94,20 @@ class CommandGateway:
             batches = await self._dlq.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    headers = {k: v.decode() for k, v in record.headers}
                     try:
+                        headers = {k: v.decode() for k, v in record.headers}
                         key = (
                             int(headers["envbranch.source.partition"]),
                             int(headers["envbranch.source.offset"]),
                             headers.get("envbranch.command_id"),
                         )
-                        self._rejections[key] = json.loads(headers["envbranch.error"])
-                    except (KeyError, ValueError):
+                        rejection = json.loads(headers["envbranch.error"])
+                        ErrorCode(rejection["code"])  # one the gateway can raise again
+                        if not isinstance(rejection.get("details") or {}, dict):
+                            raise TypeError("details is not an object")
+                        self._rejections[key] = rejection
+                    except (KeyError, ValueError, TypeError, AttributeError, RecursionError):
+                        # anyone may write to the DLQ topic: what is not a rejection is not one
                         log.warning("DLQ record without envbranch headers at %s", record.offset)
                     while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
                         del self._rejections[next(iter(self._rejections))]

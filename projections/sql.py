@@ -98,10 +98,7 @@ class Database:
         conn = getattr(self._local, "conn", None)
         if conn is None or self.dialect == "sqlite":
             return
-        if getattr(conn, "closed", False) or type(error).__name__ in (
-            "OperationalError",
-            "InterfaceError",
-        ):
+        if getattr(conn, "closed", False) or type(error).__name__ in TRANSIENT_ERRORS:
             try:
                 conn.close()
             finally:
@@ -112,6 +109,17 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+# The names both drivers (sqlite3, psycopg) give errors of a database that is away or busy.
+TRANSIENT_ERRORS = ("OperationalError", "InterfaceError")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a later attempt of the same work can succeed (the store was away or busy)."""
+    return type(error).__name__ in TRANSIENT_ERRORS or isinstance(
+        error, ConnectionError | TimeoutError | OSError
+    )
 
 
 class Cursor:

@@ -1,0 +1,145 @@
+"""Reading JSON from outside: what any bytes may be turned into, and nothing else.
+
+Every command and every HTTP body goes through ``parse``. It never raises anything but
+``CommandRejected``, whatever the bytes: a consumer that reads a record with it cannot be
+stopped by that record. What it accepts is what every part of envbranch can store, index
+and send on: objects nested at most ``MAX_DEPTH`` deep, finite numbers, integers that fit
+64 bits, and text that is valid Unicode (no lone surrogates).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from domain.errors import CommandRejected, ErrorCode
+
+# Objects and arrays inside one another; a command's body needs far fewer than this.
+MAX_DEPTH = 64
+# Integers are stored as SQL BIGINT and Qdrant payload integers: 64 bits, signed.
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
+
+
+def parse(raw: bytes | str) -> Any:
+    """The JSON document in ``raw``, checked against the limits above."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CommandRejected(ErrorCode.NOT_UTF8, f"message is not UTF-8: {e}") from e
+    else:
+        text = raw
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except CommandRejected:
+        raise
+    except RecursionError as e:
+        raise _too_deep() from e
+    except json.JSONDecodeError as e:
+        raise CommandRejected(ErrorCode.INVALID_JSON, f"message is not JSON: {e}") from e
+    except ValueError as e:  # an integer with more digits than Python converts
+        raise CommandRejected(
+            ErrorCode.NUMBER_OUT_OF_RANGE, f"a number is out of range: {e}"
+        ) from e
+    except MemoryError as e:
+        raise CommandRejected(ErrorCode.MESSAGE_TOO_LARGE, "message too large to read") from e
+    check(document)
+    return document
+
+
+def check(document: Any) -> None:
+    """Raise CommandRejected where ``document`` (already parsed) breaks a limit.
+
+    Iterative, so that no nesting depth can exhaust the interpreter's stack."""
+    stack: list[tuple[Any, int, str]] = [(document, 0, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            if depth >= MAX_DEPTH:
+                raise _too_deep(path)
+            for key, item in value.items():
+                _check_text(key, path)
+                child = f"{path}.{key}" if path else key
+                if type(item) in _SCALARS:
+                    _check_scalar(item, child)
+                else:
+                    stack.append((item, depth + 1, child))
+        elif kind is list:
+            if depth >= MAX_DEPTH:
+                raise _too_deep(path)
+            if _finite_floats(value):
+                continue  # a vector: checked at C speed
+            for index, item in enumerate(value):
+                if type(item) in _SCALARS:
+                    _check_scalar(item, path, index)
+                else:
+                    stack.append((item, depth + 1, f"{path}[{index}]"))
+        else:
+            _check_scalar(value, path)
+
+
+_SCALARS = frozenset({float, int, str, bool, type(None)})
+
+
+def _finite_floats(values: list[Any]) -> bool:
+    """Whether ``values`` holds only finite floats (False: look at each one)."""
+    if not values or set(map(type, values)) != {float}:
+        return False
+    try:
+        return math.isfinite(math.fsum(values))
+    except (OverflowError, ValueError):  # a sum too large, or inf - inf
+        return False
+
+
+def _check_scalar(value: Any, path: str, index: int | None = None) -> None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            where = path if index is None else f"{path}[{index}]"
+            raise CommandRejected(
+                ErrorCode.VALIDATION_ERROR,
+                f"{where or 'value'}: numbers must be finite (NaN and Infinity are not JSON)",
+                field=where or None,
+            )
+    elif kind is int:
+        if not MIN_INT <= value <= MAX_INT:
+            where = path if index is None else f"{path}[{index}]"
+            raise CommandRejected(
+                ErrorCode.NUMBER_OUT_OF_RANGE,
+                f"{where or 'value'}: integers must fit 64 bits ({MIN_INT} to {MAX_INT})",
+                field=where or None,
+            )
+    elif kind is str:
+        _check_text(value, path if index is None else f"{path}[{index}]")
+
+
+def _check_text(text: str, path: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CommandRejected(
+            ErrorCode.VALIDATION_ERROR,
+            f"{path or 'value'}: text is not valid Unicode (a lone surrogate escape)",
+            field=path or None,
+        ) from e
+
+
+def _no_constant(name: str) -> Any:
+    raise CommandRejected(
+        ErrorCode.VALIDATION_ERROR,
+        f"{name} is not a JSON number: numbers must be finite",
+    )
+
+
+def _too_deep(path: str = "") -> CommandRejected:
+    where = f" at {path}" if path else ""
+    return CommandRejected(
+        ErrorCode.TOO_DEEPLY_NESTED,
+        f"JSON nested deeper than {MAX_DEPTH} objects and arrays{where}",
+        limit=MAX_DEPTH,
+    )
