@@ -17,9 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from domain.envelopes import EventEnvelope, Topics
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
+from envbranch.readiness import StartupFailed
 from envbranch.release_cli import cmd_audit, cmd_checkpoint, cmd_diff, cmd_replay
 from envbranch.settings import Settings
-from envbranch.stack import COMPONENTS, prepare_read_side, run
+from envbranch.stack import COMPONENTS, READY_TIMEOUT, bind_api_socket, prepare_read_side, run
+from projections.auth import ApiKeys
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -32,31 +34,48 @@ def _bootstrap(settings: Settings) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Run the embedded stack in the foreground: broker, command processor, relay."""
+    """Run the embedded stack in the foreground: broker, command processor, relay, projector,
+    vector processor and API; says it is up once every one of them is ready."""
     settings = Settings.from_env()
     if "ENVBRANCH_PROCESSOR_GROUP" not in os.environ:
         # One processor reads every partition: no group join to wait for.
         settings = dataclasses.replace(settings, processor_group=None)
+    if args.api_port is not None:
+        settings = dataclasses.replace(settings, api_port=args.api_port)
+    api_socket = bind_api_socket(settings)  # first: a port in use stops nothing but this
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = None
     bootstrap = settings.kafka_bootstrap_servers
-    if bootstrap is None:
-        broker = EmbeddedBroker(port=args.port, log_path=settings.data_dir / "broker.log")
-        bootstrap = broker.start()
     try:
+        if bootstrap is None:
+            broker = EmbeddedBroker(port=args.port, log_path=settings.data_dir / "broker.log")
+            bootstrap = broker.start()
         _, _, keys = prepare_read_side(settings)
-        if not keys.any():
-            _, admin_key = keys.create("admin", None)
-            print(f"admin API key (shown once, keep it): {admin_key}", flush=True)
-        print(f"envbranch is up. Kafka bootstrap servers: {bootstrap}", flush=True)
-        print(f"  API: {settings.api_url}/v1 (OpenAPI at {settings.api_url}/docs)")
-        print(f"  event store: {settings.event_store} (data in {settings.data_dir.resolve()})")
-        print(f"  try: KAFKA_BOOTSTRAP_SERVERS={bootstrap} envbranch events --follow", flush=True)
-        run(settings, bootstrap, COMPONENTS)
+        run(
+            settings,
+            bootstrap,
+            COMPONENTS,
+            api_socket=api_socket,
+            on_ready=lambda: _say_it_is_up(settings, bootstrap, keys),
+            ready_timeout=args.ready_timeout,
+        )
     finally:
+        api_socket.close()
         if broker is not None:
             broker.stop()
     return 0
+
+
+def _say_it_is_up(settings: Settings, bootstrap: str, keys: ApiKeys) -> None:
+    # The first key is made only now: a stack that never came up has not shown, and so has
+    # not spent, the one admin key.
+    if not keys.any():
+        _, admin_key = keys.create("admin", None)
+        print(f"admin API key (shown once, keep it): {admin_key}", flush=True)
+    print(f"envbranch is up. Kafka bootstrap servers: {bootstrap}", flush=True)
+    print(f"  API: {settings.api_url}/v1 (OpenAPI at {settings.api_url}/docs)")
+    print(f"  event store: {settings.event_store} (data in {settings.data_dir.resolve()})")
+    print(f"  try: KAFKA_BOOTSTRAP_SERVERS={bootstrap} envbranch events --follow", flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -167,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help=cmd_up.__doc__)
     up.add_argument("--port", type=int, default=None, help="embedded broker port (default: free)")
+    up.add_argument(
+        "--api-port", type=_positive, default=None, help="API port (overrides ENVBRANCH_API_PORT)"
+    )
+    up.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=READY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up unless every component is ready within this (default {READY_TIMEOUT:g})",
+    )
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
@@ -271,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # settings errors read best without a traceback
         print(f"envbranch: {e}", file=sys.stderr)
         return 2
+    except StartupFailed as e:  # the message says what to change
+        print(f"envbranch: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
