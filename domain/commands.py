@@ -27,6 +27,7 @@ from domain.values import (
     FeatureExtractor,
     Identifier,
     IncludeResources,
+    JsonInteger,
     Position,
     ResourceName,
     Stage,
@@ -284,7 +285,7 @@ class ReportCopyProgress(Body):
 # --- refs, evaluations, promotion ---------------------------------------------
 
 RefName = ResourceName
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]  # strict: true is not 1.0
 TargetKind = Literal["namespace", "collection", "retriever", "taxonomy"]
 Reason = Annotated[str, Field(max_length=2000)]
 
@@ -358,7 +359,7 @@ class RefPromoteRequest(Body):
     candidate: Identifier
     evaluation_set: Identifier
     gate: Gate
-    k: Annotated[int, Strict(), Field(ge=1, le=1000)] = 10
+    k: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 10
     reason: Reason = ""
 
 
@@ -368,7 +369,7 @@ class EvaluationRunRequest(Body):
     evaluation_set: Identifier
     candidate: Identifier
     baseline: Identifier | None = None
-    k: Annotated[int, Strict(), Field(ge=1, le=1000)] = 10
+    k: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 10
 
 
 class CreateRef(InNamespace, RefCreateRequest):
@@ -399,7 +400,7 @@ class JudgedQuery(Body):
     inputs: dict[str, Any]
     # document (by the set's id_field) -> graded relevance, 0 = not relevant
     judgments: Annotated[
-        dict[str, Annotated[int, Strict(), Field(ge=0, le=10)]], Field(min_length=1)
+        dict[str, Annotated[int, Strict(), Field(ge=0, le=10), JsonInteger]], Field(min_length=1)
     ]
 
 
@@ -460,7 +461,7 @@ class RecordEvaluation(InNamespace):
 
     evaluation_id: Identifier | None = None
     evaluation_set_identifier: Identifier
-    k: Annotated[int, Strict(), Field(ge=1, le=1000)]
+    k: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger]
     runs: Annotated[list[EvaluationRun], Field(min_length=1, max_length=2)]
     agreement: Finite | None = None
 

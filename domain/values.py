@@ -10,7 +10,15 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 from domain.ids import ID_PATTERN
 from domain.json_limits import MAX_INT
@@ -38,12 +46,26 @@ ResourceName = Annotated[
 ]
 Description = Annotated[str, Field(max_length=2000)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
-# Integers are strict (a JSON true is not 1) and fit 64 bits, the SQL BIGINT they go into.
-Position = Annotated[int, Strict(), Field(ge=1, le=MAX_INT)]  # a position in the event log
-Count = Annotated[int, Strict(), Field(ge=0, le=MAX_INT)]
+
+
+def _json_integer(value: Any) -> Any:
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# Integers are strict (a JSON true is not 1, nor is "1"), but 2.0 is 2: JSON Schema's
+# "integer" is any number without a fraction. Put it last: Annotated[int, Strict(),
+# Field(...), JsonInteger].
+JsonInteger = BeforeValidator(_json_integer)
+# Positions and counts fit 64 bits, the SQL BIGINT they go into. "format: int64" says so
+# exactly: an OpenAPI document gives "maximum" as a float, which rounds 2**63 - 1 up.
+INT64 = {"format": "int64"}
+# a position in the event log
+Position = Annotated[int, Strict(), Field(ge=1, le=MAX_INT, json_schema_extra=INT64), JsonInteger]
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_INT, json_schema_extra=INT64), JsonInteger]
 # A vector component: finite and within float32, which is how vector stores keep it.
+# Strict: an integer is a number, a JSON true or "1.5" is not.
 FLOAT32_MAX = 3.4028234663852886e38
-Component = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+Component = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
 class Value(BaseModel):

@@ -7,21 +7,30 @@ rejecting them. Reads come from the read model only.
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, Strict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import commands as c
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, kind_of
+from domain.json_limits import MAX_INT
+from domain.values import INT64, Count, JsonInteger
 from projections import queries
 from projections import schemas as s
 from projections.auth import ApiKeys, Principal
 from projections.gateway import CommandGateway, CommandTimeout
+from projections.health_api import ProcessHealth, add_health_routes
+from projections.json_bodies import LimitedJsonRoute
+from projections.openapi_errors import document_errors
 from projections.release_api import add_release_routes
 from projections.sql import Database
 from projections.vector_api import add_vector_routes
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 
 STATUS = {
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.NOT_UTF8: 400,
+    ErrorCode.INVALID_JSON: 400,
     ErrorCode.NOTHING_TO_DO: 409,
     ErrorCode.STALE_EVALUATION: 409,
     ErrorCode.DUPLICATE_NAME: 409,
@@ -38,6 +49,18 @@ STATUS = {
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.INTERNAL_ERROR: 500,
 }
+
+
+# The errors FastAPI and Starlette raise themselves: (type, message).
+HTTP_ERRORS = {
+    400: ("invalid_json", "the body is not valid JSON"),
+    404: ("not_found", "no operation at {where}"),
+    405: ("method_not_allowed", "{where}: this method is not allowed here"),
+}
+
+
+# What GET /v1/lineage/{identifier} takes: the ID of a resource that can be cloned.
+LINEAGE_ID = f"^({'|'.join(kind.prefix for kind in queries.TABLE)})_[0-9a-f]{{32}}$"
 
 
 class ApiError(Exception):
@@ -59,8 +82,13 @@ def error_response(status: int, type_: str, message: str, details: Any = None) -
 class ListBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: Annotated[int, Field(ge=1, le=1000)] = 20
-    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 20
+    offset: Count = 0
+
+
+def int64_query(ge: int) -> Any:
+    """A query parameter that fits 64 bits, as the JSON bodies' integers do."""
+    return Query(ge=ge, le=MAX_INT, json_schema_extra=INT64)
 
 
 def create_app(
@@ -68,6 +96,7 @@ def create_app(
     gateway: CommandGateway,
     keys: ApiKeys,
     materializer: VectorMaterializer | None = None,
+    process: ProcessHealth | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="envbranch",
@@ -76,6 +105,7 @@ def create_app(
         on_startup=[gateway.start],
         on_shutdown=[gateway.stop],
     )
+    app.router.route_class = LimitedJsonRoute
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -88,15 +118,26 @@ def create_app(
 
     @app.exception_handler(CommandTimeout)
     async def _timeout(_: Request, e: CommandTimeout) -> JSONResponse:
-        message = f"{e}; retry with the header Idempotency-Key: {e.command_id}"
+        idempotency_key = e.command_id.split("/", 1)[-1]  # as the client sends it
+        message = f"{e}; retry with the header Idempotency-Key: {idempotency_key}"
         return error_response(504, "timeout", message, {"command_id": e.command_id})
-
-    immutable = {name for names in c.IMMUTABLE_FIELDS.values() for name in names}
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return error_response(500, "internal_error", f"unexpected error: {e!r}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        """What FastAPI and Starlette refuse themselves, in the API's one error shape."""
+        type_, message = HTTP_ERRORS.get(e.status_code, ("http_error", "{detail}"))
+        where = f"{request.method} {request.url.path}"
+        message = message.format(where=where, detail=e.detail)
+        response = error_response(e.status_code, type_, message)
+        response.headers.update(e.headers or {})
+        if e.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -104,15 +145,15 @@ def create_app(
             {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
             for err in e.errors()
         ]
+        plural = request.url.path.removeprefix("/v1/").split("/", 1)[0]
+        immutable: tuple[str, ...] = ()
+        if request.method == "PATCH":  # PATCH /v1/{plural}/{identifier}
+            immutable = c.IMMUTABLE_FIELDS.get(f"{plural}.update", ())
         for err in e.errors():
             loc = err["loc"]
-            if (
-                request.method == "PATCH"
-                and err["type"] == "extra_forbidden"
-                and loc[-1] in immutable
-            ):
+            if err["type"] == "extra_forbidden" and loc[-1] in immutable:
                 field = ".".join(str(p) for p in loc)
-                message = f"{loc[-1]} cannot change once set: clone the resource with a new one"
+                message = c.immutable_field_message(plural, str(loc[-1]))
                 return error_response(422, "immutable_field", message, {"field": field})
         first = problems[0]
         message = f"{first['field']}: {first['message']}"
@@ -123,18 +164,34 @@ def create_app(
     async def read(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, db, *args)
 
+    # A security scheme rather than a header parameter: the OpenAPI document then says
+    # which operations need a key, and how to send it.
+    bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer eb_...`")
+
     async def principal(
-        authorization: Annotated[str | None, Header()] = None,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        if not authorization or not authorization.startswith("Bearer "):
+        if credentials is None:
             raise ApiError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
-        found = await asyncio.to_thread(keys.authenticate, authorization.removeprefix("Bearer "))
+        found = await asyncio.to_thread(keys.authenticate, credentials.credentials)
         if found is None:
             raise ApiError(401, "unauthorized", "the API key is not valid")
         return found
 
     Who = Annotated[Principal, Depends(principal)]
-    IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+    async def command_id_of(
+        who: Who,
+        idempotency_key: Annotated[
+            str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+        ] = None,
+    ) -> str:
+        """A write's command_id. An Idempotency-Key belongs to the API key that sent it:
+        the same header from another key is another command, so a replay can only ever
+        return (or grant) what this key did itself."""
+        return f"{who.key_id}/{idempotency_key or uuid.uuid4()}"
+
+    IdempotencyKey = Annotated[str, Depends(command_id_of)]
 
     async def visible_namespace(who: Principal, identifier: str) -> dict[str, Any]:
         row = await read(queries.namespace, identifier)
@@ -143,7 +200,8 @@ def create_app(
         return row
 
     async def scoped_namespace(
-        who: Who, x_namespace: Annotated[str, Header(alias="X-Namespace")]
+        who: Who,
+        x_namespace: Annotated[str, Header(alias="X-Namespace", min_length=1, max_length=200)],
     ) -> dict[str, Any]:
         return await visible_namespace(who, x_namespace)
 
@@ -152,7 +210,10 @@ def create_app(
     async def command(
         type_: str, body: dict[str, Any], who: Principal, idempotency_key: str | None, key: str
     ) -> str:
-        sent = await gateway.execute(type_, body, who.name, command_id=idempotency_key, key=key)
+        try:
+            sent = await gateway.execute(type_, body, who.name, command_id=idempotency_key, key=key)
+        except CommandRejected as e:
+            raise for_principal(e, who) from None
         return sent.command_id
 
     async def created_namespace(command_id: str) -> dict[str, Any]:
@@ -169,7 +230,7 @@ def create_app(
 
     @app.post("/v1/namespaces", response_model=s.Namespace, status_code=201)
     async def create_namespace(
-        body: c.NamespaceCreateRequest, who: Who, idem: IdempotencyKey = None
+        body: c.NamespaceCreateRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         command_id = await command(
             "namespaces.create", fields(body), who, idem, body.namespace_name
@@ -193,7 +254,7 @@ def create_app(
 
     @app.patch("/v1/namespaces/{identifier}", response_model=s.Namespace)
     async def update_namespace(
-        identifier: str, body: c.NamespaceUpdateRequest, who: Who, idem: IdempotencyKey = None
+        identifier: str, body: c.NamespaceUpdateRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         row = await visible_namespace(who, identifier)
         ns_id = row["namespace_id"]
@@ -207,7 +268,7 @@ def create_app(
         status_code=202,
     )
     async def clone_namespace(
-        identifier: str, body: c.NamespaceCloneRequest, who: Who, idem: IdempotencyKey = None
+        identifier: str, body: c.NamespaceCloneRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         source = await visible_namespace(who, identifier)
         payload = {"namespace_identifier": source["namespace_id"], **fields(body)}
@@ -249,7 +310,7 @@ def create_app(
                 raise ApiError(404, "not_found", f"{message} {ns['namespace_name']!r}")
             return row
 
-        async def create(body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None) -> Any:
+        async def create(body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey) -> Any:
             payload = {"namespace_identifier": ns["namespace_id"], **fields(body)}
             await command(f"{plural}.create", payload, who, idem, ns["namespace_id"])
             return await find(ns, getattr(body, name_field))
@@ -265,7 +326,7 @@ def create_app(
             return _page(rows, total, body)
 
         async def update(
-            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey
         ) -> Any:
             row = await find(ns, identifier)
             payload = {
@@ -277,7 +338,7 @@ def create_app(
             return await find(ns, row[id_field])
 
         async def clone(
-            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+            identifier: str, body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey
         ) -> Any:
             if getattr(body, "as_of_position", None) is None:
                 identifier = (await find(ns, identifier))[id_field]
@@ -350,12 +411,14 @@ def create_app(
         return row
 
     @app.get("/v1/lineage/{identifier}", response_model=s.Lineage)
-    async def get_lineage(identifier: str, who: Who) -> Any:
+    async def get_lineage(
+        identifier: Annotated[str, Path(json_schema_extra={"pattern": LINEAGE_ID})], who: Who
+    ) -> Any:
         kind = kind_of(identifier)
         if kind is None or kind not in queries.TABLE:
-            raise ApiError(
-                422, "validation_error", "lineage takes a resource ID (ns_, bkt_, col_, ret_, tax_)"
-            )
+            prefixes = ", ".join(f"{k.prefix}_" for k in queries.TABLE)
+            message = f"lineage takes a resource ID ({prefixes})"
+            raise ApiError(422, "validation_error", message)
         row = await read(queries.resource_by_id, kind, identifier)
         if row is None or not who.may_see(row["namespace_id"]):
             raise ApiError(404, "not_found", f"{kind.value} {identifier!r} not found")
@@ -377,12 +440,12 @@ def create_app(
         actor: str | None = None,
         type: str | None = None,  # noqa: A002 - the query parameter's name
         command_id: str | None = None,
-        from_position: int | None = None,
-        to_position: int | None = None,
+        from_position: Annotated[int | None, int64_query(ge=0)] = None,
+        to_position: Annotated[int | None, int64_query(ge=0)] = None,
         since: str | None = None,
         until: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, int64_query(ge=0)] = 0,
     ) -> Any:
         filters = {
             "resource_id": resource_id,
@@ -423,7 +486,10 @@ def create_app(
     async def write(
         type_: str, body: dict[str, Any], who: Principal, idem: str | None, key: str
     ) -> tuple[str, int]:
-        sent = await gateway.execute(type_, body, who.name, command_id=idem, key=key)
+        try:
+            sent = await gateway.execute(type_, body, who.name, command_id=idem, key=key)
+        except CommandRejected as e:
+            raise for_principal(e, who) from None
         assert sent.position is not None  # execute returns once the receipt was applied
         return sent.command_id, sent.position
 
@@ -435,12 +501,32 @@ def create_app(
     add_vector_routes(app, db, materializer, write, deps, gateway.timeout)
     add_release_routes(app, db, write, {**deps, "materializer": materializer})
 
-    @app.get("/v1/health")
-    async def health() -> dict[str, Any]:
-        rows = await read(_position)
-        return {"status": "ok", "read_model_position": rows}
+    add_health_routes(app, db, process)
 
+    document_errors(app)  # last: it documents the routes added so far
     return app
+
+
+def for_principal(rejected: CommandRejected, who: Principal) -> CommandRejected:
+    """A rejection as the key that sent the command may see it: a namespace name taken in
+    another tenant is named as taken, without the ID of the namespace that holds it."""
+    existing = rejected.details.get("existing_id")
+    if rejected.code != ErrorCode.DUPLICATE_NAME or existing is None or who.may_see(existing):
+        return rejected
+    return CommandRejected(
+        ErrorCode.DUPLICATE_NAME,
+        "that namespace name is taken: namespace names are unique across envbranch, choose another",
+        field=rejected.field,
+    )
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document gives ``path``. Starlette's 405 names those of the
+    first route that matched; but /v1/refs/list is POST, not GET /v1/refs/{name}: as in
+    OpenAPI, a path without parameters comes before one with."""
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)]
+    exact = [r for r in routes if r.path == path]
+    return sorted({method for route in exact or routes for method in route.methods or ()})
 
 
 def reachable(row: dict[str, Any], ns: dict[str, Any], who: Principal | None) -> bool:
@@ -460,11 +546,6 @@ def _namespaces_in(db: Database, ids: list[str], limit: int, offset: int) -> tup
         [*ids, limit, offset],
     )
     return rows, int(total)
-
-
-def _position(db: Database) -> int:
-    rows = db.query("SELECT value FROM read_model_state WHERE name = 'position'")
-    return int(rows[0]["value"]) if rows else 0
 
 
 def _page(rows: list[dict[str, Any]], total: int, body: ListBody) -> dict[str, Any]:

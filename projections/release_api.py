@@ -70,7 +70,7 @@ def add_release_routes(
 
     @app.post("/v1/refs", response_model=s.Ref, status_code=201)
     async def create_ref(
-        body: c.RefCreateRequest, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        body: c.RefCreateRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         target = await target_row(who, ns, Kind(body.target_kind), body.target)
         payload = {**fields(body), "target": target[f"{body.target_kind}_id"]}
@@ -89,7 +89,7 @@ def add_release_routes(
 
     @app.post("/v1/refs/{name}/move", response_model=s.Ref)
     async def move_ref(
-        name: str, body: c.RefMoveRequest, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        name: str, body: c.RefMoveRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         ref = await find_ref(ns, name)
         kind = Kind(ref["target_kind"])
@@ -103,7 +103,7 @@ def add_release_routes(
         body: c.RefRollbackRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         ref = await find_ref(ns, name)
         hidden = {
@@ -133,7 +133,7 @@ def add_release_routes(
         body: c.EvaluationSetCreateRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         payload = {"namespace_identifier": ns["namespace_id"], **fields(body)}
         await write("evaluation_sets.create", payload, who, idem, ns["namespace_id"])
@@ -188,7 +188,7 @@ def add_release_routes(
 
     @app.post("/v1/evaluations", response_model=s.Evaluation, status_code=201)
     async def create_evaluation(
-        body: c.EvaluationRunRequest, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        body: c.EvaluationRunRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         if idem is not None and (done := await recorded_evaluation(idem)) is not None:
             return done  # a retry: the evaluation this key recorded, not a new run
@@ -215,7 +215,7 @@ def add_release_routes(
         body: c.RefPromoteRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         """Evaluate the candidate against the ref's current target, then move the ref only
         if every threshold holds; a failed gate answers 422 with the failing metrics."""
@@ -238,9 +238,10 @@ def add_release_routes(
                 f"ref {name!r} points at a {kind.value}",
             )
         candidate_id = candidate[f"{kind.value}_id"]
-        if idem is not None and any(h["command_id"] == idem for h in ref["history"]):
-            return await promotion_outcome(ns, name, idem)  # a retry of a decided promotion
-        if candidate_id == ref["target_id"]:
+        # A retry of a decided promotion sends the same command again: the processor answers
+        # it from its receipt, or refuses it (command_id_reused) if the request changed.
+        retry = any(h["command_id"] == idem for h in ref["history"])
+        if not retry and candidate_id == ref["target_id"]:
             raise ApiError(409, "nothing_to_do", f"ref {name!r} already points at {candidate_id}")
         # A retry reuses the evaluation its first try recorded (same key, derived).
         evaluation_key = None if idem is None else f"{idem}.evaluation"

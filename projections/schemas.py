@@ -5,9 +5,11 @@ Request bodies are the request models of ``domain.commands``.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.values import Identifier
 
 T = TypeVar("T")
 
@@ -162,8 +164,9 @@ class AuditEntry(Model):
 class ApiKeyCreateRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
-    principal: str
-    namespaces: list[str] | None = None  # IDs or names; None: every namespace
+    principal: Annotated[str, Field(min_length=1, max_length=200)]
+    # IDs or names; None: every namespace
+    namespaces: Annotated[list[Identifier], Field(max_length=1000)] | None = None
 
 
 class ApiKey(Model):
@@ -251,3 +254,39 @@ class PromotionResult(Model):
 class Checkpoint(Model):
     position: int
     digests: dict[str, str]
+
+
+# --- health ---------------------------------------------------------------------------
+
+
+class Live(Model):
+    status: Literal["live"] = "live"
+
+
+class Ready(Model):
+    status: Literal["ready"] = "ready"
+
+
+class PartitionLag(Model):
+    topic: str
+    partition: int
+    position: int  # the next offset to process
+    end: int | None = None  # the end offset as last fetched (None before the first fetch)
+    lag: int | None = None
+
+
+class ComponentHealth(Model):
+    name: str
+    state: Literal["starting", "ready"]
+    waiting_for: str | None = None
+    position: int | None = None  # the last event position it has handled
+    lag: int | None = None  # events behind the store, or commands behind the partitions' ends
+    partitions: list[PartitionLag] | None = None
+
+
+class Health(Model):
+    status: Literal["ok", "starting"]
+    read_model_position: int
+    event_store_position: int | None = None
+    read_model_lag: int | None = None
+    components: list[ComponentHealth] = []

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from domain import commands as c
 from domain.ids import Kind
+from domain.values import Count, JsonInteger
 from projections import queries
 from projections.sql import Database
 from projections.vectors.materializer import VectorMaterializer
@@ -36,8 +37,8 @@ class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: dict[str, Any] = Field(default_factory=dict)
-    limit: Annotated[int, Field(ge=1, le=1000)] = 10
-    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 10
+    offset: Count = 0
 
 
 class ClassifyRequest(BaseModel):
@@ -102,7 +103,7 @@ def add_vector_routes(
         body: c.BucketObjectsAddRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         bucket = await find(Kind.BUCKET, ns, identifier)
         payload = {
@@ -137,7 +138,7 @@ def add_vector_routes(
         body: c.DocumentsWriteRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         return await documents_command(
             "collections.documents.write", identifier, body, ns, who, idem
@@ -149,7 +150,7 @@ def add_vector_routes(
         body: c.DocumentsDeleteRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         return await documents_command(
             "collections.documents.delete", identifier, body, ns, who, idem
@@ -157,7 +158,7 @@ def add_vector_routes(
 
     @app.post("/v1/collections/{identifier}/trigger", status_code=202)
     async def trigger_reprocess(
-        identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey = None
+        identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         """Re-embed the collection's source objects with its extractor, as a task."""
         collection = await find(Kind.COLLECTION, ns, identifier)
@@ -183,7 +184,7 @@ def add_vector_routes(
         body: c.ApplyTaxonomyRequest,
         ns: InNamespace,
         who: Who,
-        idem: IdempotencyKey = None,
+        idem: IdempotencyKey,
     ) -> Any:
         """Classify every document of the collection with the taxonomy, as a task."""
         collection = await find(Kind.COLLECTION, ns, identifier)
