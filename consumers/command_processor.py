@@ -52,6 +52,31 @@ def _command_id_of(raw: bytes | None) -> str | None:
     return command_id if isinstance(command_id, str) else None
 
 
+MAX_COMMAND_ID = 256  # as the envelope allows; a longer one is not named in a header
+MAX_ERROR_HEADER = 8 * 1024
+
+
+def error_header(rejected: CommandRejected) -> bytes:
+    """The reason as JSON, small enough to travel whatever the command held: a problem
+    list or a field path quoting huge keys is shortened, never allowed to stop the DLQ."""
+    reason = rejected.as_dict()
+    header = json.dumps(reason, default=str).encode()
+    if len(header) <= MAX_ERROR_HEADER:
+        return header
+    details = reason.get("details") or {}
+    problems = details.get("problems") if isinstance(details, dict) else None
+    short: dict[str, object] = {
+        "code": reason["code"],
+        "message": str(reason["message"])[:500],  # at most 3 KB as UTF-8 JSON
+        "details": {"truncated": True},
+    }
+    if isinstance(reason.get("field"), str) and len(reason["field"]) <= 500:
+        short["field"] = reason["field"]
+    if problems:
+        short["details"] = {"truncated": True, "problems_count": len(problems)}
+    return json.dumps(short, default=str, ensure_ascii=False).encode()
+
+
 def tracking_name(cluster_id: str, topic: str, partition: int) -> str:
     return f"{cluster_id}/{topic}#{partition}"
 
@@ -75,6 +100,10 @@ class ProcessorConfig:
     incarnation_check_seconds: float = 2.0
     # Tansu holds a fetch this long even when data arrives; Kafka answers at once.
     fetch_max_wait_ms: int = 100
+
+
+class _Stopping(Exception):
+    """Asked to stop while a record was waiting for a retry."""
 
 
 class _SeekToStoredPositions(ConsumerRebalanceListener):
@@ -111,6 +140,7 @@ class CommandProcessor:
         self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
+        self._stop = asyncio.Event()  # replaced by run()
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
@@ -146,6 +176,7 @@ class CommandProcessor:
             self.ready.set()
         else:
             self.consumer.subscribe([cfg.topics.commands], listener=_SeekToStoredPositions(self))
+        self._stop = stop
         try:
             last_check = time.monotonic()
             while not stop.is_set():
@@ -158,6 +189,8 @@ class CommandProcessor:
                 if time.monotonic() - last_check > cfg.incarnation_check_seconds:
                     last_check = time.monotonic()
                     await self._follow_log_incarnation()
+        except _Stopping:
+            log.info("stopped while waiting to retry; the next start goes on from there")
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -235,7 +268,7 @@ class CommandProcessor:
                 # The store is unreachable or busy: wait and try the same command again.
                 delay = TRANSIENT_RETRY_SECONDS[min(attempt, len(TRANSIENT_RETRY_SECONDS)) - 1]
                 log.warning("event store unavailable (%s); retrying in %ss", e, delay)
-                await asyncio.sleep(delay)
+                await self._wait_unless_stopping(delay)
             except Exception as e:  # noqa: BLE001 - a bug must not block the partition
                 log.exception("applying %s:%s failed", record.partition, record.offset)
                 if attempt >= MAX_INTERNAL_ATTEMPTS:
@@ -274,8 +307,17 @@ class CommandProcessor:
                 return
             except (KafkaError, OperationalError, InterfaceError, ConnectionError) as e:
                 log.warning("could not record a rejection yet (%r); retrying in %ss", e, delay)
-                await asyncio.sleep(delay)
+                await self._wait_unless_stopping(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _wait_unless_stopping(self, seconds: float) -> None:
+        """Wait before trying again; on a stop, leave this record unrecorded, for the next
+        start (nothing after it may be recorded before it is)."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            return
+        raise _Stopping
 
     async def _send_to_dlq(
         self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
@@ -283,13 +325,13 @@ class CommandProcessor:
         assert self.producer is not None
         headers = [
             ("envbranch.error.code", str(rejected.code).encode()),
-            ("envbranch.error", json.dumps(rejected.as_dict(), default=str).encode()),
+            ("envbranch.error", error_header(rejected)),
             ("envbranch.source.topic", record.topic.encode()),
             ("envbranch.source.partition", str(record.partition).encode()),
             ("envbranch.source.offset", str(record.offset).encode()),
         ]
         command_id = _command_id_of(record.value)
-        if command_id is not None:
+        if command_id is not None and len(command_id) <= MAX_COMMAND_ID:
             headers.append(("envbranch.command_id", command_id.encode()))
         value = record.value or b""
         try:
@@ -297,15 +339,19 @@ class CommandProcessor:
                 self.config.topics.dlq, value, key=record.key, headers=headers
             )
         except MessageSizeTooLargeError:
-            # The entry must fit whatever made it too large: the value, the key or both.
-            limit = self.config.max_command_bytes // 2
+            # The entry must fit whatever made it too large: the value, the key or both (the
+            # headers are bounded); failing that, the reason alone.
             headers.append(("envbranch.truncated_from", str(len(value)).encode()))
-            await self.producer.send_and_wait(
-                self.config.topics.dlq,
-                value[:limit],
-                key=(record.key or b"")[:1024] or None,
-                headers=headers,
-            )
+            key = (record.key or b"")[:1024] or None
+            try:
+                limit = self.config.max_command_bytes // 2
+                await self.producer.send_and_wait(
+                    self.config.topics.dlq, value[:limit], key=key, headers=headers
+                )
+            except MessageSizeTooLargeError:
+                await self.producer.send_and_wait(
+                    self.config.topics.dlq, b"", key=None, headers=headers
+                )
         await asyncio.to_thread(self.app.record_position, tracking)
         self.rejected += 1
         log.info(

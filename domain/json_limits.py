@@ -33,6 +33,7 @@ def parse(raw: bytes | str) -> Any:
         text = raw
     try:
         document = json.loads(text, parse_constant=_no_constant)
+        check(document)
     except CommandRejected:
         raise
     except RecursionError as e:
@@ -45,40 +46,58 @@ def parse(raw: bytes | str) -> Any:
         ) from e
     except MemoryError as e:
         raise CommandRejected(ErrorCode.MESSAGE_TOO_LARGE, "message too large to read") from e
-    check(document)
     return document
+
+
+# Where a value sits: its parent's place and its own key or index. The path is written out
+# only for an error, so a long key above a long list costs nothing.
+_Place = tuple["_Place | None", str | int] | None
+
+
+def _path(place: _Place) -> str:
+    parts: list[str | int] = []
+    while place is not None:
+        place, part = place
+        parts.append(part)
+    path = ""
+    for part in reversed(parts):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
 
 
 def check(document: Any) -> None:
     """Raise CommandRejected where ``document`` (already parsed) breaks a limit.
 
     Iterative, so that no nesting depth can exhaust the interpreter's stack."""
-    stack: list[tuple[Any, int, str]] = [(document, 0, "")]
+    stack: list[tuple[Any, int, _Place]] = [(document, 0, None)]
     while stack:
-        value, depth, path = stack.pop()
+        value, depth, place = stack.pop()
         kind = type(value)
         if kind is dict:
             if depth >= MAX_DEPTH:
-                raise _too_deep(path)
+                raise _too_deep(_path(place))
             for key, item in value.items():
-                _check_text(key, path)
-                child = f"{path}.{key}" if path else key
+                _check_text(key, place)
+                child = (place, key)
                 if type(item) in _SCALARS:
                     _check_scalar(item, child)
                 else:
                     stack.append((item, depth + 1, child))
         elif kind is list:
             if depth >= MAX_DEPTH:
-                raise _too_deep(path)
+                raise _too_deep(_path(place))
             if _finite_floats(value):
                 continue  # a vector: checked at C speed
             for index, item in enumerate(value):
                 if type(item) in _SCALARS:
-                    _check_scalar(item, path, index)
+                    _check_scalar(item, (place, index))
                 else:
-                    stack.append((item, depth + 1, f"{path}[{index}]"))
+                    stack.append((item, depth + 1, (place, index)))
         else:
-            _check_scalar(value, path)
+            _check_scalar(value, place)
 
 
 _SCALARS = frozenset({float, int, str, bool, type(None)})
@@ -94,11 +113,11 @@ def _finite_floats(values: list[Any]) -> bool:
         return False
 
 
-def _check_scalar(value: Any, path: str, index: int | None = None) -> None:
+def _check_scalar(value: Any, place: _Place) -> None:
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):
-            where = path if index is None else f"{path}[{index}]"
+            where = _path(place)
             raise CommandRejected(
                 ErrorCode.VALIDATION_ERROR,
                 f"{where or 'value'}: numbers must be finite (NaN and Infinity are not JSON)",
@@ -106,26 +125,27 @@ def _check_scalar(value: Any, path: str, index: int | None = None) -> None:
             )
     elif kind is int:
         if not MIN_INT <= value <= MAX_INT:
-            where = path if index is None else f"{path}[{index}]"
+            where = _path(place)
             raise CommandRejected(
                 ErrorCode.NUMBER_OUT_OF_RANGE,
                 f"{where or 'value'}: integers must fit 64 bits ({MIN_INT} to {MAX_INT})",
                 field=where or None,
             )
     elif kind is str:
-        _check_text(value, path if index is None else f"{path}[{index}]")
+        _check_text(value, place)
 
 
-def _check_text(text: str, path: str) -> None:
+def _check_text(text: str, place: _Place) -> None:
     if text.isascii():
         return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
+        where = _path(place)
         raise CommandRejected(
             ErrorCode.VALIDATION_ERROR,
-            f"{path or 'value'}: text is not valid Unicode (a lone surrogate escape)",
-            field=path or None,
+            f"{where or 'value'}: text is not valid Unicode (a lone surrogate escape)",
+            field=where or None,
         ) from e
 
 

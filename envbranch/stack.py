@@ -151,6 +151,7 @@ async def serve_api(
         timeout=settings.command_timeout,
     )
     app = create_app(db, gateway, keys, materializer, readiness)
+    app.state.max_body_bytes = settings.max_command_bytes  # a larger body is no command
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )

@@ -511,7 +511,12 @@ def for_principal(rejected: CommandRejected, who: Principal) -> CommandRejected:
     """A rejection as the key that sent the command may see it: a namespace name taken in
     another tenant is named as taken, without the ID of the namespace that holds it."""
     existing = rejected.details.get("existing_id")
-    if rejected.code != ErrorCode.DUPLICATE_NAME or existing is None or who.may_see(existing):
+    if (
+        rejected.code != ErrorCode.DUPLICATE_NAME
+        or not isinstance(existing, str)
+        or kind_of(existing) is not Kind.NAMESPACE  # a resource in the key's own namespace
+        or who.may_see(existing)
+    ):
         return rejected
     return CommandRejected(
         ErrorCode.DUPLICATE_NAME,

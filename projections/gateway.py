@@ -103,8 +103,13 @@ class CommandGateway:
                         )
                         rejection = json.loads(headers["envbranch.error"])
                         ErrorCode(rejection["code"])  # one the gateway can raise again
-                        if not isinstance(rejection.get("details") or {}, dict):
-                            raise TypeError("details is not an object")
+                        details = rejection.get("details") or {}
+                        if not isinstance(rejection.get("message"), str):
+                            raise TypeError("no message")
+                        if not isinstance(details, dict) or {"code", "message", "field"} & set(
+                            details
+                        ):
+                            raise TypeError("details is not an object of details")
                         self._rejections[key] = rejection
                     except (KeyError, ValueError, TypeError, AttributeError, RecursionError):
                         # anyone may write to the DLQ topic: what is not a rejection is not one

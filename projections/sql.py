@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -116,10 +117,29 @@ TRANSIENT_ERRORS = ("OperationalError", "InterfaceError")
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether a later attempt of the same work can succeed (the store was away or busy)."""
-    return type(error).__name__ in TRANSIENT_ERRORS or isinstance(
-        error, ConnectionError | TimeoutError | OSError
-    )
+    """Whether a later attempt of the same work can succeed: a database or vector store that
+    was away, busy or restarting (deadlocks and serialization failures included)."""
+    if isinstance(error, ConnectionError | TimeoutError | OSError | sqlite3.OperationalError):
+        return True
+    if type(error).__name__ in TRANSIENT_ERRORS:  # eventsourcing's own, by the DB-API names
+        return True
+    for name in ("psycopg", "httpx", "qdrant_client.http.exceptions"):
+        module = sys.modules.get(name)  # only a driver in use can have raised its errors
+        if module is None:
+            continue
+        if name == "psycopg" and isinstance(error, module.OperationalError | module.InterfaceError):
+            return True
+        if name == "httpx" and isinstance(error, module.TransportError):
+            return True
+        if name == "qdrant_client.http.exceptions":
+            if isinstance(error, module.ResponseHandlingException):
+                return True
+            status = getattr(error, "status_code", None)
+            if isinstance(error, module.UnexpectedResponse) and (
+                status is None or status >= 500 or status == 429
+            ):
+                return True
+    return False
 
 
 class Cursor:

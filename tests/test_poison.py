@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg.errors
 import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from consumers.command_processor import MAX_ERROR_HEADER, error_header
 from domain import json_limits
 from domain.commands import decode_command
 from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics
-from domain.errors import CommandRejected
+from domain.errors import CommandRejected, ErrorCode
 from envbranch.settings import Settings
 from projections.faust_app import ATTEMPTS_BEFORE_PASSING_OVER, apply_until_done, decode_events
+from projections.sql import is_transient
 from tests.conftest import LiveStack, start_live_stack
 from tests.support import (
     BackgroundStack,
@@ -577,3 +581,98 @@ def test_records_that_are_not_envelopes_are_passed_over_when_decoding_a_batch() 
     good = _envelope(7)
     records = [None, b"\xff", b"[" * DEEP, good.to_bytes(), b'{"position": "x"}']
     assert decode_events(records) == [good]
+
+
+def test_a_long_key_above_a_long_list_is_read_without_copying_the_key_per_item() -> None:
+    # a 50 KB key over 4,000 objects: a path written out per item took 200 MB
+    document = json_limits.parse(json.dumps({"k" * 50_000: [{}] * 4000}).encode())
+    assert len(document["k" * 50_000]) == 4000
+
+
+def test_the_dlq_reason_stays_small_whatever_the_command_held() -> None:
+    huge_key = "\U0001f600" * 50_000
+    rejected = CommandRejected(
+        ErrorCode.VALIDATION_ERROR,
+        f"body.{huge_key}: Extra inputs are not permitted",
+        field=f"body.{huge_key}",
+        problems=[{"field": f"body.{huge_key}", "message": "x"}] * 10,
+    )
+    header = error_header(rejected)
+    assert len(header) <= MAX_ERROR_HEADER
+    reason = json.loads(header)
+    assert reason["code"] == "validation_error" and reason["details"]["truncated"]
+
+
+def test_a_command_whose_reason_would_not_fit_a_message_goes_to_the_dlq_and_the_next_applies(
+    processor: tuple[Settings, Topics], bootstrap: str
+) -> None:
+    _, topics = processor
+    huge_key = "\U0001f600" * 60_000  # 720 KB once JSON-escaped, in the field path
+    bad_body = command("namespaces.create", {"namespace_name": "n", huge_key: 1})
+    bad_id = command("namespaces.create", {"namespace_name": "n"}, command_id="c" * 900_000)
+    after = command("namespaces.create", {"namespace_name": f"after-{uuid.uuid4().hex[:8]}"})
+    produce_records(
+        bootstrap,
+        topics.commands,
+        [(encode(bad_body), None, []), (encode(bad_id), None, []), (encode(after), None, [])],
+    )
+    events_until(bootstrap, topics, lambda ev: after["command_id"] in receipts(ev))
+    entries = wait_until(
+        lambda: (d := dlq_entries(bootstrap, topics)) and len(d) >= 2 and d, what="DLQ entries"
+    )
+    assert [e["code"] for e in entries] == ["validation_error", "invalid_envelope"]
+
+
+@pytest.mark.parametrize(
+    "error,transient",
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (psycopg.errors.DeadlockDetected(), True),
+        (psycopg.errors.AdminShutdown(), True),
+        (httpx.ConnectError("refused"), True),
+        (ResponseHandlingException(httpx.ReadTimeout("slow")), True),
+        (UnexpectedResponse(503, "Unavailable", b"", httpx.Headers()), True),
+        (UnexpectedResponse(400, "Bad Request", b"", httpx.Headers()), False),
+        (KeyError("a field the event does not have"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_an_outage_of_a_store_is_transient_and_a_bug_is_not(
+    error: Exception, transient: bool
+) -> None:
+    assert is_transient(error) is transient
+
+
+def test_a_body_larger_than_a_command_may_be_answers_413_before_it_is_read_whole(
+    own_stack: LiveStack,
+) -> None:
+    with _http(own_stack) as http:
+        description = "x" * (2 * 1024 * 1024)
+        answer = http.post(
+            "/v1/namespaces", json={"namespace_name": "big", "description": description}
+        )
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["error"]["type"] == "message_too_large"
+
+
+def test_a_scoped_key_naming_a_taken_name_in_its_own_namespace_is_told_which_resource(
+    own_stack: LiveStack,
+) -> None:
+    with own_stack.client() as admin:
+        ns = admin.namespaces.create({"namespace_name": f"own-{uuid.uuid4().hex[:8]}"})
+        key = admin.keys.create("scoped", [ns.namespace_id]).api_key
+    assert key is not None
+    with httpx.Client(
+        base_url=own_stack.url,
+        headers={"Authorization": f"Bearer {key}", "X-Namespace": ns.namespace_id},
+        timeout=30,
+    ) as http:
+        body = {"bucket_name": "b", "bucket_schema": {"properties": {}}}
+        first = http.post("/v1/buckets", json=body)
+        assert first.status_code == 201, first.text
+        again = http.post("/v1/buckets", json=body)
+    assert again.status_code == 409, again.text
+    error = again.json()["error"]
+    assert error["type"] == "duplicate_name"
+    assert error["details"]["existing_id"] == first.json()["bucket_id"]
+    assert "bucket" in error["message"]
