@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification
 
 from domain.application import Environments
-from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics, envelope_of
+from domain.envelopes import POSITION_HEADER, Topics, envelope_of, read_event
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ def position_of(record: ConsumerRecord) -> int:
     try:
         header = dict(record.headers).get(POSITION_HEADER)
         position = int(header.decode("ascii")) if header is not None else 0
-        if position > 0 and EventEnvelope.from_bytes(record.value).position == position:
+        envelope = read_event(record.value)
+        if position > 0 and envelope is not None and envelope.position == position:
             return position
     except Exception:  # noqa: BLE001 - any record at all may be on a topic
         pass

@@ -1,14 +1,18 @@
-"""The events topic's contract: one JSON envelope per stored event."""
+"""The topics' contract: one JSON envelope per stored event, the DLQ's reason headers,
+and how a reader tells them from anything else someone wrote to the topic."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+
+from domain.errors import ErrorCode
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,44 @@ def envelope_of(position: int, event: Any) -> EventEnvelope:
         occurred_at=event.timestamp,
         data=json.loads(json.dumps(data, default=str)),
     )
+
+
+def read_event(value: Any) -> EventEnvelope | None:
+    """The event envelope a record of the events topic holds, or None: anyone with access
+    may write anything there (None, bytes that are not JSON, not UTF-8 ...)."""
+    try:
+        return EventEnvelope.from_bytes(value)
+    except Exception:  # noqa: BLE001 - any value at all
+        return None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A DLQ entry's reason, with where the rejected command was read."""
+
+    partition: int
+    offset: int
+    command_id: str | None
+    reason: dict[str, Any]  # {code, message, field?, details?}
+
+
+def read_rejection(headers: Sequence[tuple[str, bytes]]) -> Rejection | None:
+    """The reason in a DLQ record's headers, or None if the record is not a rejection
+    written by the command processor (see the README's DLQ table)."""
+    try:
+        named = {name: value.decode() for name, value in headers}
+        reason = json.loads(named["envbranch.error"])
+        ErrorCode(reason["code"])
+        details = reason.get("details") or {}
+        if not isinstance(reason.get("message"), str) or not isinstance(details, dict):
+            return None
+        if {"code", "message", "field"} & set(details):
+            return None
+        return Rejection(
+            int(named["envbranch.source.partition"]),
+            int(named["envbranch.source.offset"]),
+            named.get("envbranch.command_id"),
+            reason,
+        )
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError):
+        return None

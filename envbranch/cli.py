@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from domain.envelopes import EventEnvelope, Topics
+from domain.envelopes import Topics, read_event
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
 from envbranch.readiness import StartupFailed
@@ -137,8 +137,10 @@ async def _print_events(bootstrap: str, topics: Topics, follow: bool, as_json: b
         while follow or await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
             for record in batch.get(tp, []):
-                envelope = EventEnvelope.from_bytes(record.value)
-                if as_json:
+                envelope = read_event(record.value)
+                if envelope is None:
+                    print(f"(offset {record.offset}: not an event envelope)", file=sys.stderr)
+                elif as_json:
                     print(envelope.model_dump_json())
                 else:
                     print(

@@ -18,7 +18,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from domain.envelopes import EventEnvelope, Topics
+from domain import json_limits
+from domain.envelopes import EventEnvelope, Topics, read_event, read_rejection
+from domain.errors import CommandRejected
 
 RECEIPT_TYPE = "CommandReceipt.Accepted"
 
@@ -36,8 +38,8 @@ class PublishOutcome:
 def prepare_command(raw: bytes) -> tuple[bytes, str | None]:
     """Fill in command_id and actor when a JSON command lacks them; other bytes go as they are."""
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = json_limits.parse(raw)
+    except CommandRejected:  # sent as it is: the processor's DLQ entry will say why
         return raw, None
     if not isinstance(document, dict):
         return raw, None
@@ -104,8 +106,8 @@ async def _watch_events(
     bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
 ) -> None:
     async for record in _scan(bootstrap, topics.events, deadline):
-        envelope = EventEnvelope.from_bytes(record.value)
-        if envelope.command_id != outcome.command_id:
+        envelope = read_event(record.value)
+        if envelope is None or envelope.command_id != outcome.command_id:
             continue
         if envelope.position not in {e.position for e in outcome.events}:
             outcome.events.append(envelope)
@@ -120,12 +122,13 @@ async def _watch_dlq(
     bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
 ) -> None:
     async for record in _scan(bootstrap, topics.dlq, deadline):
-        headers = {name: value.decode() for name, value in record.headers}
-        if headers.get("envbranch.source.partition") == str(outcome.partition) and headers.get(
-            "envbranch.source.offset"
-        ) == str(outcome.offset):
+        found = read_rejection(record.headers)
+        if found is not None and (found.partition, found.offset) == (
+            outcome.partition,
+            outcome.offset,
+        ):
             outcome.status = "rejected"
-            outcome.error = json.loads(headers.get("envbranch.error", "{}"))
+            outcome.error = found.reason
             return
 
 

@@ -20,7 +20,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from domain.envelopes import EventEnvelope, Topics
+from domain.envelopes import EventEnvelope, Topics, read_event
 from projections.read_model import ReadModel
 from projections.sql import is_transient
 from projections.vectors.materializer import VectorMaterializer
@@ -123,11 +123,12 @@ def decode_events(records: list[Any]) -> list[EventEnvelope]:
     relay should write to) is logged and passed over, so that no record can stop an agent."""
     envelopes = []
     for raw in records:
-        try:
-            envelopes.append(EventEnvelope.from_bytes(raw))
-        except Exception as e:  # noqa: BLE001 - any bytes at all: None, not JSON, not UTF-8
+        envelope = read_event(raw)
+        if envelope is None:
             shown = raw[:200] if isinstance(raw, bytes | str) else type(raw).__name__
-            log.error("passing over a record that is not an event envelope (%s): %r", e, shown)
+            log.error("passing over a record that is not an event envelope: %r", shown)
+        else:
+            envelopes.append(envelope)
     return envelopes
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from domain.commands import command_from_document
-from domain.envelopes import Topics
+from domain.envelopes import Topics, read_rejection
 from domain.errors import CommandRejected, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -94,26 +94,12 @@ class CommandGateway:
             batches = await self._dlq.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
-                    try:
-                        headers = {k: v.decode() for k, v in record.headers}
-                        key = (
-                            int(headers["envbranch.source.partition"]),
-                            int(headers["envbranch.source.offset"]),
-                            headers.get("envbranch.command_id"),
-                        )
-                        rejection = json.loads(headers["envbranch.error"])
-                        ErrorCode(rejection["code"])  # one the gateway can raise again
-                        details = rejection.get("details") or {}
-                        if not isinstance(rejection.get("message"), str):
-                            raise TypeError("no message")
-                        if not isinstance(details, dict) or {"code", "message", "field"} & set(
-                            details
-                        ):
-                            raise TypeError("details is not an object of details")
-                        self._rejections[key] = rejection
-                    except (KeyError, ValueError, TypeError, AttributeError, RecursionError):
-                        # anyone may write to the DLQ topic: what is not a rejection is not one
+                    found = read_rejection(record.headers)
+                    if found is None:  # anyone may write to the DLQ topic
                         log.warning("DLQ record without envbranch headers at %s", record.offset)
+                    else:
+                        key = (found.partition, found.offset, found.command_id)
+                        self._rejections[key] = found.reason
                     while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
                         del self._rejections[next(iter(self._rejections))]
 

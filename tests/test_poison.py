@@ -8,6 +8,8 @@ import math
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -413,6 +415,17 @@ def test_records_that_are_not_events_do_not_stop_the_projector_vectors_or_relay(
         written = admin.collections.write_documents("docs", [{"text": "still alive"}], namespace=ns)
     assert written
     assert own_stack.process.poll() is None  # type: ignore[attr-defined]
+    # the audit log on the command line reads past them too
+    listed = subprocess.run(
+        [sys.executable, "-m", "envbranch", "events"],
+        env=own_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "not an event envelope" in listed.stderr
+    assert "Namespace.Created" in listed.stdout
 
 
 def _http(stack: LiveStack) -> httpx.Client:
