@@ -156,7 +156,7 @@ def start_live_stack(
                     return line.rsplit(" ", 1)[-1]
             return None
 
-        key = wait_until(admin_key, 60, "envbranch up to print the admin key")
+        key = wait_until(admin_key, 120, "envbranch up to print the admin key")
 
         def healthy() -> bool:
             try:
@@ -164,7 +164,7 @@ def start_live_stack(
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, 60, "the API to answer")
+        wait_until(healthy, 120, "the API to answer")
         # The projector has joined its group once a write becomes readable.
         yield LiveStack(url, key, env, process)
     finally:

@@ -41,7 +41,7 @@ def embedded(tmp_path: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen]
             lambda: next(
                 (x for x in output.read_text().splitlines() if "bootstrap servers:" in x), None
             ),
-            60,
+            120,
             "envbranch up to print the bootstrap address",
         )
         bootstrap = line.rsplit(" ", 1)[-1]
