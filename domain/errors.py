@@ -12,7 +12,6 @@ class ErrorCode(StrEnum):
     NOT_UTF8 = "not_utf8"
     INVALID_JSON = "invalid_json"
     TOO_DEEPLY_NESTED = "too_deeply_nested"
-    NUMBER_OUT_OF_RANGE = "number_out_of_range"
     INVALID_ENVELOPE = "invalid_envelope"
     UNKNOWN_COMMAND_TYPE = "unknown_command_type"
     VALIDATION_ERROR = "validation_error"

@@ -4,7 +4,8 @@ Every command and every HTTP body goes through ``parse``. It never raises anythi
 ``CommandRejected``, whatever the bytes: a consumer that reads a record with it cannot be
 stopped by that record. What it accepts is what every part of envbranch can store, index
 and send on: objects nested at most ``MAX_DEPTH`` deep, finite numbers, integers that fit
-64 bits, and text that is valid Unicode (no lone surrogates).
+64 bits (a longer integer literal is read as a double), and text that is valid Unicode (no
+lone surrogates).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def parse(raw: bytes | str) -> Any:
     else:
         text = raw
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        document = json.loads(text, parse_constant=_no_constant, parse_int=_integer)
         check(document)
     except CommandRejected:
         raise
@@ -40,10 +41,8 @@ def parse(raw: bytes | str) -> Any:
         raise _too_deep() from e
     except json.JSONDecodeError as e:
         raise CommandRejected(ErrorCode.INVALID_JSON, f"message is not JSON: {e}") from e
-    except ValueError as e:  # an integer with more digits than Python converts
-        raise CommandRejected(
-            ErrorCode.NUMBER_OUT_OF_RANGE, f"a number is out of range: {e}"
-        ) from e
+    except ValueError as e:  # no other ValueError is known: whatever json.loads refuses
+        raise CommandRejected(ErrorCode.INVALID_JSON, f"message is not JSON: {e}") from e
     except MemoryError as e:
         raise CommandRejected(ErrorCode.MESSAGE_TOO_LARGE, "message too large to read") from e
     return document
@@ -123,14 +122,6 @@ def _check_scalar(value: Any, place: _Place) -> None:
                 f"{where or 'value'}: numbers must be finite (NaN and Infinity are not JSON)",
                 field=where or None,
             )
-    elif kind is int:
-        if not MIN_INT <= value <= MAX_INT:
-            where = _path(place)
-            raise CommandRejected(
-                ErrorCode.NUMBER_OUT_OF_RANGE,
-                f"{where or 'value'}: integers must fit 64 bits ({MIN_INT} to {MAX_INT})",
-                field=where or None,
-            )
     elif kind is str:
         _check_text(value, place)
 
@@ -147,6 +138,19 @@ def _check_text(text: str, place: _Place) -> None:
             f"{where or 'value'}: text is not valid Unicode (a lone surrogate escape)",
             field=where or None,
         ) from e
+
+
+def _integer(literal: str) -> int | float:
+    """An integer literal: beyond 64 bits it is read as a floating-point number, as JSON
+    readers such as JavaScript's read it (fields that take an integer then refuse it; one
+    too large for a double becomes infinite and is refused)."""
+    if len(literal) < 19:
+        return int(literal)
+    if len(literal) < 40:
+        value = int(literal)
+        if MIN_INT <= value <= MAX_INT:
+            return value
+    return float(literal)
 
 
 def _no_constant(name: str) -> Any:
