@@ -298,6 +298,26 @@ def fuzz_config(url: str, world: World, api_key: str, coverage: bool) -> schemat
         {
             "seed": SEED,
             "base-url": url,
+            # A body larger than a command may hold is refused before it is read (413).
+            "checks": {
+                "negative_data_rejection": {
+                    "expected-statuses": [
+                        "400",
+                        "401",
+                        "403",
+                        "404",
+                        "405",
+                        "406",
+                        "409",
+                        "413",
+                        "415",
+                        "422",
+                        "428",
+                        "429",
+                        "5xx",
+                    ]
+                }
+            },
             "auth": {"openapi": {"HTTPBearer": {"bearer": api_key}}},
             # No example database: a run replays nothing an earlier run saved.
             "generation": {"max-examples": FUZZED_EXAMPLES, "database": "none"},
