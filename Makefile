@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/clone.py
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/json_limits.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -70,7 +70,9 @@ def _path(place: _Place) -> str:
 def check(document: Any) -> None:
     """Raise CommandRejected where ``document`` (already parsed) breaks a limit.
 
-    Iterative, so that no nesting depth can exhaust the interpreter's stack."""
+    Iterative, so that no nesting depth can exhaust the interpreter's stack. The common
+    scalars (ASCII text, finite floats, integers) are checked inline: this runs on every
+    command and every request body."""
     stack: list[tuple[Any, int, _Place]] = [(document, 0, None)]
     while stack:
         value, depth, place = stack.pop()
@@ -79,27 +81,30 @@ def check(document: Any) -> None:
             if depth >= MAX_DEPTH:
                 raise _too_deep(_path(place))
             for key, item in value.items():
-                _check_text(key, place)
-                child = (place, key)
-                if type(item) in _SCALARS:
-                    _check_scalar(item, child)
-                else:
-                    stack.append((item, depth + 1, child))
+                if not key.isascii():
+                    _check_text(key, place)
+                kind = type(item)
+                if kind is str:
+                    if not item.isascii():
+                        _check_text(item, (place, key))
+                elif kind is float:
+                    if item - item != 0.0:  # inf - inf and nan - nan are nan
+                        _check_scalar(item, (place, key))
+                elif kind is dict or kind is list:
+                    stack.append((item, depth + 1, (place, key)))
         elif kind is list:
             if depth >= MAX_DEPTH:
                 raise _too_deep(_path(place))
             if _finite_floats(value):
                 continue  # a vector: checked at C speed
             for index, item in enumerate(value):
-                if type(item) in _SCALARS:
-                    _check_scalar(item, (place, index))
-                else:
+                kind = type(item)
+                if kind is dict or kind is list:
                     stack.append((item, depth + 1, (place, index)))
+                else:
+                    _check_scalar(item, (place, index))
         else:
             _check_scalar(value, place)
-
-
-_SCALARS = frozenset({float, int, str, bool, type(None)})
 
 
 def _finite_floats(values: list[Any]) -> bool:
