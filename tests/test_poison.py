@@ -44,6 +44,7 @@ from tests.support import (
     spawn,
     wait_until,
 )
+from tests.test_vectors_e2e import environment
 
 DEEP = 1000  # the probe that stopped the whole stack: a description nesting 1,000 arrays
 
@@ -394,19 +395,7 @@ def test_records_that_are_not_events_do_not_stop_the_projector_vectors_or_relay(
         # The relay's tail check reads these within a second; the read side goes on.
         created = admin.namespaces.create({"namespace_name": f"after-{uuid.uuid4().hex[:8]}"})
         assert admin.namespaces.get(created.namespace_id).namespace_name == created.namespace_name
-        ns = f"vec-{uuid.uuid4().hex[:8]}"
-        admin.namespaces.create({"namespace_name": ns})
-        admin.buckets.create(
-            {"bucket_name": "b", "bucket_schema": {"properties": {}}}, namespace=ns
-        )
-        admin.collections.create(
-            {
-                "collection_name": "docs",
-                "source": {"type": "bucket", "bucket_ids": ["b"]},
-                "feature_extractor": {"feature_extractor_name": "text_extractor"},
-            },
-            namespace=ns,
-        )
+        ns = environment(admin)  # a bucket feeding a collection, objects embedded
         written = admin.collections.write_documents("docs", [{"text": "still alive"}], namespace=ns)
     assert written
     assert own_stack.process.poll() is None  # type: ignore[attr-defined]
