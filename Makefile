@@ -37,7 +37,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain consumers envbranch
+	$(BIN)/mypy domain contract application consumers envbranch
 
 clean:
 	rm -rf $(VENV) .envbranch .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -42,7 +42,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from machine import machine, version
 
-from domain.commands import command_from_document
+from contract.commands import command_from_document
 from domain.envelopes import EventEnvelope
 from envbranch import Client
 from envbranch.broker import EmbeddedBroker, free_port

@@ -30,9 +30,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
+from contract.commands import decode_command
 from domain import json_limits
 from domain.application import AlreadyProcessed, Environments
-from domain.commands import decode_command
 from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
 

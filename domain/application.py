@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from eventsourcing.utils import get_topic
 
+from contract.commands import Command
 from domain.aggregates import (
     Aggregate,
     ApplyTaxonomyTask,
@@ -25,7 +26,6 @@ from domain.aggregates import (
     Collection,
     CommandReceipt,
 )
-from domain.commands import Command
 from domain.errors import CommandRejected, ErrorCode
 from domain.handlers import HANDLERS
 from domain.unit import Unit

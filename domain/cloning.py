@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from contract.commands import CloneNamespace
 from domain.aggregates import (
     RESOURCE_KINDS,
     Bucket,
@@ -18,7 +19,6 @@ from domain.aggregates import (
     VectorMode,
 )
 from domain.as_of import namespace_at, refuse_changed_data
-from domain.commands import CloneNamespace
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
 from domain.references import map_collections, map_source, map_stages, map_taxonomy_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from domain import commands as c
+from contract import commands as c
 from domain.aggregates import Namespace, Resource
 from domain.errors import CommandRejected, ErrorCode
 from domain.evaluation import check_gate, failure_as_dict, threshold_from_dict

@@ -7,8 +7,8 @@
     result = client.namespaces.clone("prod", {"namespace_name": "staging"})
     task = client.tasks.wait(result.task_id)
 
-Requests take a dict or the request model from ``domain.commands``; answers
-are the API's own response models (``projections.schemas``), so the SDK and
+Requests take a dict or the request model from ``contract.commands``; answers
+are the API's own response models (``contract.responses``), so the SDK and
 the API cannot drift apart.
 """
 
@@ -22,8 +22,8 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from domain import commands as c
-from projections import schemas as s
+from contract import requests as rq
+from contract import responses as s
 
 M = TypeVar("M", bound=BaseModel)
 Body = dict[str, Any] | BaseModel
@@ -142,7 +142,7 @@ class Namespaces:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, body: Body | c.NamespaceCreateRequest, **kw: Any) -> s.Namespace:
+    def create(self, body: Body | rq.NamespaceCreateRequest, **kw: Any) -> s.Namespace:
         """Create a namespace."""
         return self._client.request("POST", "/v1/namespaces", s.Namespace, json=_json(body), **kw)
 
@@ -161,7 +161,7 @@ class Namespaces:
         return self._client.request("PATCH", path, s.Namespace, json=_json(body), **kw)
 
     def clone(
-        self, namespace_identifier: str, body: Body | c.NamespaceCloneRequest, **kw: Any
+        self, namespace_identifier: str, body: Body | rq.NamespaceCloneRequest, **kw: Any
     ) -> s.NamespaceCloneResponse:
         """Deep-copy a namespace; answers at once with the new namespace and a task_id."""
         path = f"/v1/namespaces/{namespace_identifier}/clone"

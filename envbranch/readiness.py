@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from projections import schemas as s
+from contract import responses as s
 
 WAITING_FOR = {
     "api": "the HTTP server to listen",

@@ -19,13 +19,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, Strict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain import commands as c
+from contract import commands as c
+from contract import requests as rq
+from contract import responses as s
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, kind_of
 from domain.json_limits import MAX_INT
 from domain.values import INT64, Count, JsonInteger
 from projections import queries
-from projections import schemas as s
 from projections.auth import ApiKeys, Principal
 from projections.gateway import CommandGateway, CommandTimeout
 from projections.health_api import ProcessHealth, add_health_routes
@@ -230,7 +231,7 @@ def create_app(
 
     @app.post("/v1/namespaces", response_model=s.Namespace, status_code=201)
     async def create_namespace(
-        body: c.NamespaceCreateRequest, who: Who, idem: IdempotencyKey
+        body: rq.NamespaceCreateRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         command_id = await command(
             "namespaces.create", fields(body), who, idem, body.namespace_name
@@ -254,7 +255,7 @@ def create_app(
 
     @app.patch("/v1/namespaces/{identifier}", response_model=s.Namespace)
     async def update_namespace(
-        identifier: str, body: c.NamespaceUpdateRequest, who: Who, idem: IdempotencyKey
+        identifier: str, body: rq.NamespaceUpdateRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         row = await visible_namespace(who, identifier)
         ns_id = row["namespace_id"]
@@ -268,7 +269,7 @@ def create_app(
         status_code=202,
     )
     async def clone_namespace(
-        identifier: str, body: c.NamespaceCloneRequest, who: Who, idem: IdempotencyKey
+        identifier: str, body: rq.NamespaceCloneRequest, who: Who, idem: IdempotencyKey
     ) -> Any:
         source = await visible_namespace(who, identifier)
         payload = {"namespace_identifier": source["namespace_id"], **fields(body)}
@@ -371,29 +372,29 @@ def create_app(
                 name=f"clone_{kind}",
             )(clone)
 
-    resource_routes(Kind.BUCKET, c.BucketCreateRequest, c.BucketUpdateRequest, s.Bucket)
+    resource_routes(Kind.BUCKET, rq.BucketCreateRequest, rq.BucketUpdateRequest, s.Bucket)
     resource_routes(
         Kind.COLLECTION,
-        c.CollectionCreateRequest,
-        c.CollectionUpdateRequest,
+        rq.CollectionCreateRequest,
+        rq.CollectionUpdateRequest,
         s.Collection,
-        c.CollectionCloneRequest,
+        rq.CollectionCloneRequest,
         s.CollectionCloneResponse,
     )
     resource_routes(
         Kind.RETRIEVER,
-        c.RetrieverCreateRequest,
-        c.RetrieverUpdateRequest,
+        rq.RetrieverCreateRequest,
+        rq.RetrieverUpdateRequest,
         s.Retriever,
-        c.RetrieverCloneRequest,
+        rq.RetrieverCloneRequest,
         s.RetrieverCloneResponse,
     )
     resource_routes(
         Kind.TAXONOMY,
-        c.TaxonomyCreateRequest,
-        c.TaxonomyUpdateRequest,
+        rq.TaxonomyCreateRequest,
+        rq.TaxonomyUpdateRequest,
         s.Taxonomy,
-        c.TaxonomyCloneRequest,
+        rq.TaxonomyCloneRequest,
         s.TaxonomyCloneResponse,
     )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from domain.commands import command_from_document
+from contract.commands import command_from_document
 from domain.envelopes import Topics, read_rejection
 from domain.errors import CommandRejected, ErrorCode
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 
-from projections import schemas as s
+from contract import responses as s
 from projections.sql import Database
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from fastapi.utils import create_model_field
 
-from projections.schemas import ErrorResponse
+from contract.responses import ErrorResponse
 
 WHY = {
     400: "The body is not JSON (or not UTF-8), or breaks the JSON limits.",

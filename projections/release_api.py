@@ -15,10 +15,10 @@ from typing import Any
 
 from fastapi import FastAPI, Query
 
-from domain import commands as c
+from contract import requests as rq
+from contract import responses as s
 from domain.ids import Kind, kind_of
 from projections import diff, queries
-from projections import schemas as s
 from projections.evaluator import Target, evaluate
 from projections.read_model import recorded_digests
 from projections.sql import Database
@@ -70,7 +70,7 @@ def add_release_routes(
 
     @app.post("/v1/refs", response_model=s.Ref, status_code=201)
     async def create_ref(
-        body: c.RefCreateRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
+        body: rq.RefCreateRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         target = await target_row(who, ns, Kind(body.target_kind), body.target)
         payload = {**fields(body), "target": target[f"{body.target_kind}_id"]}
@@ -89,7 +89,7 @@ def add_release_routes(
 
     @app.post("/v1/refs/{name}/move", response_model=s.Ref)
     async def move_ref(
-        name: str, body: c.RefMoveRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
+        name: str, body: rq.RefMoveRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         ref = await find_ref(ns, name)
         kind = Kind(ref["target_kind"])
@@ -100,7 +100,7 @@ def add_release_routes(
     @app.post("/v1/refs/{name}/rollback", response_model=s.Ref)
     async def rollback_ref(
         name: str,
-        body: c.RefRollbackRequest,
+        body: rq.RefRollbackRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -130,7 +130,7 @@ def add_release_routes(
 
     @app.post("/v1/evaluation_sets", response_model=s.EvaluationSet, status_code=201)
     async def create_evaluation_set(
-        body: c.EvaluationSetCreateRequest,
+        body: rq.EvaluationSetCreateRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -188,7 +188,7 @@ def add_release_routes(
 
     @app.post("/v1/evaluations", response_model=s.Evaluation, status_code=201)
     async def create_evaluation(
-        body: c.EvaluationRunRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
+        body: rq.EvaluationRunRequest, ns: InNamespace, who: Who, idem: IdempotencyKey
     ) -> Any:
         if idem is not None and (done := await recorded_evaluation(idem)) is not None:
             return done  # a retry: the evaluation this key recorded, not a new run
@@ -212,7 +212,7 @@ def add_release_routes(
     @app.post("/v1/refs/{name}/promote", response_model=s.PromotionResult)
     async def promote(
         name: str,
-        body: c.RefPromoteRequest,
+        body: rq.RefPromoteRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -343,7 +343,7 @@ def add_release_routes(
     # --- checkpoints ---------------------------------------------------------------------
 
     @app.post("/v1/checkpoints", response_model=s.Checkpoint, status_code=201)
-    async def checkpoint(body: c.CheckpointRequest, who: Who) -> Any:
+    async def checkpoint(body: rq.CheckpointRequest, who: Who) -> Any:
         """Have every read model record a digest of its tables at this position."""
         if not who.is_admin:
             raise ApiError(403, "forbidden", "only a key for every namespace can checkpoint")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from domain import commands as c
+from contract import requests as rq
 from domain.ids import Kind
 from domain.values import Count, JsonInteger
 from projections import queries
@@ -100,7 +100,7 @@ def add_vector_routes(
     @app.post("/v1/buckets/{identifier}/objects", response_model=WriteAccepted, status_code=201)
     async def add_objects(
         identifier: str,
-        body: c.BucketObjectsAddRequest,
+        body: rq.BucketObjectsAddRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -135,7 +135,7 @@ def add_vector_routes(
     )
     async def write_documents(
         identifier: str,
-        body: c.DocumentsWriteRequest,
+        body: rq.DocumentsWriteRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -147,7 +147,7 @@ def add_vector_routes(
     @app.post("/v1/collections/{identifier}/documents/delete", response_model=WriteAccepted)
     async def delete_documents(
         identifier: str,
-        body: c.DocumentsDeleteRequest,
+        body: rq.DocumentsDeleteRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,
@@ -181,7 +181,7 @@ def add_vector_routes(
     @app.post("/v1/collections/{identifier}/apply-taxonomy", status_code=202)
     async def apply_taxonomy(
         identifier: str,
-        body: c.ApplyTaxonomyRequest,
+        body: rq.ApplyTaxonomyRequest,
         ns: InNamespace,
         who: Who,
         idem: IdempotencyKey,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from contract import responses as s
 from envbranch import Client
 from envbranch.client import EnvbranchError
-from projections import schemas as s
 from tests.conftest import LiveStack
 
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from consumers.command_processor import tracking_name
-from domain.commands import command_from_document
+from contract.commands import command_from_document
 from domain.envelopes import Topics
 from envbranch.broker import EmbeddedBroker, free_port
 from envbranch.event_store import open_event_store

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Tracking
 
+from contract.commands import BODIES, command_from_document
 from domain.aggregates import CloneTask, Namespace, NamespaceName, Resource
 from domain.application import AlreadyProcessed, Environments, Outcome
-from domain.commands import BODIES, command_from_document
 from domain.envelopes import EventEnvelope, envelope_of
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind

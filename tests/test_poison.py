@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from consumers.command_processor import MAX_ERROR_HEADER, error_header
+from contract.commands import decode_command
 from domain import json_limits
-from domain.commands import decode_command
 from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics
 from domain.errors import CommandRejected, ErrorCode
 from envbranch.settings import Settings

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.commands import command_from_document
 from domain.application import Environments
-from domain.commands import command_from_document
 from domain.envelopes import EventEnvelope, envelope_of
 from envbranch.settings import Settings
 from envbranch.stack import read_model_database

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from domain.commands import BODIES, INTERNAL_COMMANDS
+from contract.commands import BODIES, INTERNAL_COMMANDS
 from domain.envelopes import Topics
 from envbranch.settings import Settings
 from tests.support import BackgroundStack, dlq_entries, encode, events_until, produce, receipts

@@ -1,0 +1,1 @@
+"""The application layer: handlers per command, the unit of work, idempotency receipts."""
