@@ -30,9 +30,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 
+from application.environments import AlreadyProcessed, Environments
 from contract.commands import decode_command
 from domain import json_limits
-from domain.application import AlreadyProcessed, Environments
 from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
 

@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification
 
-from domain.application import Environments
+from application.environments import Environments
 from domain.envelopes import POSITION_HEADER, Topics, envelope_of, read_event
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ event a promotion's gate is decided on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from domain.aggregates import Aggregate, Entity, Resource
+from domain.base import Aggregate, Entity, Resource
 from domain.ids import Kind
 
 
@@ -21,37 +21,22 @@ class EvaluationSet(Resource, created_event_name="Created"):
     KIND = Kind.EVALUATION_SET
     NAME_FIELD = "evaluation_set_name"
 
-    class Created(Aggregate.Created):
-        namespace_id: str
+    class Created(Resource.Created):
         evaluation_set_name: str
-        description: str
         set_type: str
         id_field: str
         label_field: str | None
         queries: list[dict[str, Any]]
         documents: list[dict[str, Any]]
 
-    def __init__(
-        self,
-        namespace_id: str,
-        evaluation_set_name: str,
-        description: str,
-        set_type: str,
-        id_field: str,
-        label_field: str | None,
-        queries: list[dict[str, Any]],
-        documents: list[dict[str, Any]],
-    ) -> None:
-        self.namespace_id = namespace_id
-        self.evaluation_set_name = evaluation_set_name
-        self.description = description
-        self.set_type = set_type
-        self.id_field = id_field
-        self.label_field = label_field
-        self.queries = queries
-        self.documents = documents
+    # Immutable: an evaluation recorded against a set must stay reproducible from it.
+    def clone(self, *, id: str | None = None, **overrides: Any) -> Self:  # noqa: A002
+        raise NotImplementedError("evaluation sets are immutable")
 
-    def _description_changed(self, description: str) -> None:  # pragma: no cover
+    def rename(self, name: str) -> None:
+        raise NotImplementedError("evaluation sets are immutable")
+
+    def change_description(self, description: str) -> None:
         raise NotImplementedError("evaluation sets are immutable")
 
 

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from domain.aggregates import Aggregate
+from domain.base import Aggregate
 from domain.errors import CommandRejected, ErrorCode
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-from domain.application import Environments
+from application.environments import Environments
 from domain.envelopes import EventEnvelope, envelope_of
 from projections.read_model import DIGEST_INTERVAL, ReadModel, record_digests
 from projections.sql import Database

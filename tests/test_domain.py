@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Tracking
 
+from application.environments import AlreadyProcessed, Environments, Outcome
 from contract.commands import BODIES, command_from_document
-from domain.aggregates import CloneTask, Namespace, NamespaceName, Resource
-from domain.application import AlreadyProcessed, Environments, Outcome
+from domain.base import Resource
 from domain.envelopes import EventEnvelope, envelope_of
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind
+from domain.namespace import Namespace, NamespaceName
+from domain.tasks import CloneTask
 
 SQLITE = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"}
 ACTOR = "tester@example.com"
@@ -1244,7 +1246,7 @@ def test_a_command_whose_event_would_not_fit_a_kafka_message_is_refused(app):
 def test_event_timestamps_never_go_backwards_even_if_the_wall_clock_does(monkeypatch):
     import datetime as real
 
-    from domain import aggregates
+    from domain import base as aggregates
 
     later = real.datetime(2030, 1, 1, tzinfo=real.UTC)
     earlier = real.datetime(2020, 1, 1, tzinfo=real.UTC)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from domain.aggregates import Collection
-from domain.application import Environments
+from application.environments import Environments
+from domain.collection import Collection
 from domain.errors import ErrorCode
 from domain.ids import Kind
 from tests.test_domain import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.application import Environments
+from application.environments import Environments
 from domain.errors import ErrorCode
 from domain.ids import Kind
 from domain.quality import Evaluation

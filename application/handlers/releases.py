@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from application.unit import Handlers, Unit
 from contract import commands as c
-from domain.aggregates import Namespace, Resource
+from domain.base import Resource
 from domain.errors import CommandRejected, ErrorCode
 from domain.evaluation import check_gate, failure_as_dict, threshold_from_dict
 from domain.ids import Kind, kind_of, new_id
+from domain.namespace import Namespace
 from domain.quality import Evaluation, EvaluationSet
 from domain.refs import Checkpoint, Ref
-from domain.unit import Unit
 
 
 def create_ref(unit: Unit, body: c.CreateRef) -> None:
@@ -103,7 +103,7 @@ def roll_back_ref(unit: Unit, body: c.RollbackRef) -> None:
 
 def create_evaluation_set(unit: Unit, body: c.CreateEvaluationSet) -> None:
     namespace = unit.namespace(body.namespace_identifier)
-    evaluation_set = EvaluationSet(
+    evaluation_set = EvaluationSet.create(
         namespace_id=namespace.id,
         evaluation_set_name=body.evaluation_set_name,
         description=body.description,
@@ -205,12 +205,12 @@ def _target(
     return found.id, found.namespace_id
 
 
-HANDLERS: dict[str, Callable[[Unit, Any], None]] = {
-    "refs.create": create_ref,
-    "refs.move": move_ref,
-    "refs.promote": promote_ref,
-    "refs.rollback": roll_back_ref,
-    "evaluation_sets.create": create_evaluation_set,
-    "evaluations.record": record_evaluation,
-    "checkpoints.create": request_checkpoint,
+HANDLERS: Handlers = {
+    c.CreateRef: create_ref,
+    c.MoveRef: move_ref,
+    c.PromoteRef: promote_ref,
+    c.RollbackRef: roll_back_ref,
+    c.CreateEvaluationSet: create_evaluation_set,
+    c.RecordEvaluation: record_evaluation,
+    c.RequestCheckpoint: request_checkpoint,
 }

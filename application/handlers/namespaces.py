@@ -1,4 +1,5 @@
-"""Namespace clone: deep-copy an environment and remap every internal ID."""
+"""Namespaces: create, update, and clone (deep-copy an environment, remapping every
+internal ID)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,37 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contract.commands import CloneNamespace
-from domain.aggregates import (
-    RESOURCE_KINDS,
-    Bucket,
-    CloneTask,
-    Collection,
-    Namespace,
-    Resource,
-    Retriever,
-    Taxonomy,
-    VectorMode,
-)
-from domain.as_of import namespace_at, refuse_changed_data
+from application.as_of import namespace_at, refuse_changed_data
+from application.unit import Handlers, Unit
+from contract import commands as c
+from domain.base import Resource
+from domain.bucket import Bucket
+from domain.collection import Collection, VectorMode
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
+from domain.namespace import RESOURCE_KINDS, Namespace
 from domain.references import map_collections, map_source, map_stages, map_taxonomy_config
-from domain.unit import Unit
+from domain.retriever import Retriever
+from domain.tasks import CloneTask
+from domain.taxonomy import Taxonomy
 from domain.values import IncludeResources
+
+
+def create_namespace(unit: Unit, body: c.CreateNamespace) -> None:
+    namespace = Namespace(namespace_name=body.namespace_name, description=body.description)
+    unit.namespace_id = namespace.id
+    unit.claim_namespace_name(body.namespace_name, namespace.id)
+    unit.add(namespace)
+
+
+def update_namespace(unit: Unit, body: c.UpdateNamespace) -> None:
+    namespace = unit.namespace(body.namespace_identifier)
+    if body.namespace_name is not None and body.namespace_name != namespace.namespace_name:
+        unit.release_namespace_name(namespace.namespace_name)
+        unit.claim_namespace_name(body.namespace_name, namespace.id)
+        namespace.rename(body.namespace_name)
+    if body.description is not None and body.description != namespace.description:
+        namespace.change_description(body.description)
 
 
 class DeepCloneResult(BaseModel):
@@ -68,7 +82,7 @@ def remap_ids(source: Namespace, kinds: list[Kind]) -> dict[Kind, dict[str, str]
     return {kind: {old: new_id(kind) for old in source.resources[kind.value]} for kind in kinds}
 
 
-def clone_namespace(unit: Unit, body: CloneNamespace) -> None:
+def clone_namespace(unit: Unit, body: c.CloneNamespace) -> None:
     source = unit.namespace(body.namespace_identifier)
     kinds = included_kinds(body.include_resources)
     if body.as_of_position is not None:
@@ -141,34 +155,30 @@ def _data_ids(source: Namespace, kinds: list[Kind]) -> set[str]:
 def _clone_resource(
     original: Resource, new: str, name: str, namespace_id: str, ref: Any, deep_copy: bool
 ) -> Resource:
+    """The clone of one resource inside the cloned environment: what it refers to points
+    at the clones (``ref``), and it keeps the name it had in the source's catalog."""
     if isinstance(original, Bucket):
         return original.clone(id=new, namespace_id=namespace_id)
+    overrides: dict[str, Any] = {original.NAME_FIELD: name}
     if isinstance(original, Collection):
+        source = map_source(original.source, ref, "source")
         return original.clone(
-            id=new,
-            namespace_id=namespace_id,
-            collection_name=name,
-            description=original.description,
-            source=map_source(original.source, ref, "source"),
-            feature_extractor=original.feature_extractor,
-            deep_copy=deep_copy,
+            id=new, namespace_id=namespace_id, source=source, deep_copy=deep_copy, **overrides
         )
     if isinstance(original, Retriever):
-        return original.clone(
-            id=new,
-            namespace_id=namespace_id,
-            retriever_name=name,
-            description=original.description,
-            collection_ids=map_collections(original.collection_ids, ref, "collection_ids"),
-            stages=map_stages(original.stages, ref, "stages"),
-            input_schema=original.input_schema,
+        overrides["collection_ids"] = map_collections(
+            original.collection_ids, ref, "collection_ids"
         )
-    if isinstance(original, Taxonomy):
-        return original.clone(
-            id=new,
-            namespace_id=namespace_id,
-            taxonomy_name=name,
-            description=original.description,
-            config=map_taxonomy_config(original.config, ref, "config"),
-        )
-    raise TypeError(f"cannot clone {type(original).__name__}")
+        overrides["stages"] = map_stages(original.stages, ref, "stages")
+    elif isinstance(original, Taxonomy):
+        overrides["config"] = map_taxonomy_config(original.config, ref, "config")
+    else:
+        raise TypeError(f"cannot clone {type(original).__name__}")
+    return original.clone(id=new, namespace_id=namespace_id, **overrides)
+
+
+HANDLERS: Handlers = {
+    c.CreateNamespace: create_namespace,
+    c.UpdateNamespace: update_namespace,
+    c.CloneNamespace: clone_namespace,
+}

@@ -10,9 +10,10 @@ older data is refused, naming the change and the earliest position that works.
 
 from __future__ import annotations
 
-from domain.aggregates import Collection, Namespace
+from application.unit import Unit
+from domain.collection import Collection
 from domain.errors import CommandRejected, ErrorCode
-from domain.unit import Unit
+from domain.namespace import Namespace
 
 
 def namespace_at(unit: Unit, namespace: Namespace, position: int) -> Namespace:

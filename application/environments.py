@@ -17,18 +17,15 @@ from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from eventsourcing.utils import get_topic
 
+from application.handlers import HANDLERS
+from application.unit import Unit
 from contract.commands import Command
-from domain.aggregates import (
-    Aggregate,
-    ApplyTaxonomyTask,
-    Bucket,
-    CloneTask,
-    Collection,
-    CommandReceipt,
-)
+from domain.base import Aggregate
+from domain.bucket import Bucket
+from domain.collection import Collection
 from domain.errors import CommandRejected, ErrorCode
-from domain.handlers import HANDLERS
-from domain.unit import Unit
+from domain.receipts import CommandReceipt
+from domain.tasks import ApplyTaxonomyTask, CloneTask
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +81,7 @@ class Environments(EventSourcedProjection[str]):
                 self.record_position(tracking)
             return Outcome(positions=[], duplicate=True)
 
-        HANDLERS[command.type](unit, command.body)
+        HANDLERS[type(command.body)](unit, command.body)
         processing: ProcessingEvent[str] = ProcessingEvent(tracking=tracking)
         events = sorted(
             (event for aggregate in unit.aggregates for event in aggregate.collect_events()),

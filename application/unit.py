@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
 
-from domain.aggregates import Aggregate, Namespace, NamespaceName, Resource
+from domain.base import Aggregate, Resource
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, kind_of
+from domain.namespace import Namespace, NamespaceName
 from domain.references import MapRef
 
 A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R", bound=Resource)
 
 
 class EventLog(Protocol):
@@ -112,6 +115,13 @@ class Unit:
             )
         return resource
 
+    def resource_of(self, namespace: Namespace, cls: type[R], identifier: str) -> R:
+        """The resource of ``cls``'s kind that the command's ``<kind>_identifier`` names."""
+        kind = cls.KIND
+        resource = self.resource(namespace, kind, identifier, f"body.{kind.value}_identifier")
+        assert isinstance(resource, cls)
+        return resource
+
     def resolve_ref(self, namespace: Namespace) -> MapRef:
         """Turns identifiers given in a command into IDs of this namespace's resources."""
 
@@ -133,6 +143,10 @@ class Unit:
         claim = self.get(NamespaceName.id_for(namespace_name), NamespaceName)
         if claim is not None and claim.claimed_by is not None:
             claim.release()
+
+
+# What handles each command: its body's class -> a function of the unit and the body.
+Handlers = dict[type[Any], Callable[["Unit", Any], None]]
 
 
 def _expect_kind(expected: Kind, actual: Kind, identifier: str, field: str) -> None:

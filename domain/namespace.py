@@ -1,0 +1,160 @@
+"""The namespace: an environment, the resources it holds and the names they go by; and
+the system-wide claim on a namespace's name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from eventsourcing.domain import event
+
+from domain.base import Aggregate, Entity, keep_first_topics
+from domain.errors import CommandRejected, ErrorCode
+from domain.ids import Kind
+
+RESOURCE_KINDS = (Kind.BUCKET, Kind.COLLECTION, Kind.RETRIEVER, Kind.TAXONOMY)
+
+
+class Namespace(Entity, created_event_name="Created"):
+    """An environment: the resources it holds and the names they go by."""
+
+    KIND = Kind.NAMESPACE
+    if TYPE_CHECKING:  # made by the @event methods below
+        Renamed: ClassVar[type[Aggregate.Event]]
+        DescriptionChanged: ClassVar[type[Aggregate.Event]]
+
+    class Created(Aggregate.Created):
+        namespace_name: str
+        description: str
+
+    class Cloned(Created):
+        source_namespace_id: str
+        clone_task_id: str
+
+        def apply(self, aggregate: Namespace) -> None:
+            aggregate.source_namespace_id = self.source_namespace_id
+            aggregate.clone_task_id = self.clone_task_id
+
+    def __init__(self, namespace_name: str, description: str) -> None:
+        self.namespace_name = namespace_name
+        self.description = description
+        self.source_namespace_id: str | None = None
+        self.clone_task_id: str | None = None
+        # kind -> resource id -> name
+        self.resources: dict[str, dict[str, str]] = {kind.value: {} for kind in RESOURCE_KINDS}
+
+    @property
+    def namespace_id(self) -> str:
+        return self.id
+
+    def clone(
+        self,
+        *,
+        id: str,
+        namespace_name: str,
+        description: str,
+        clone_task_id: str,  # noqa: A002
+    ) -> Namespace:
+        return Namespace._create(
+            Namespace.Cloned,
+            id=id,
+            namespace_name=namespace_name,
+            description=description,
+            source_namespace_id=self.id,
+            clone_task_id=clone_task_id,
+        )
+
+    @event("Renamed")
+    def rename(self, namespace_name: str) -> None:
+        self.namespace_name = namespace_name
+
+    @event("DescriptionChanged")
+    def change_description(self, description: str) -> None:
+        self.description = description
+
+    def find(self, kind: Kind, name: str) -> str | None:
+        """The ID of the resource of this kind that goes by this name here."""
+        for resource_id, resource_name in self.resources.get(kind.value, {}).items():
+            if resource_name == name:
+                return resource_id
+        return None
+
+    def holds(self, kind: Kind, resource_id: str) -> bool:
+        return resource_id in self.resources.get(kind.value, {})
+
+    def add_resource(self, kind: Kind, resource_id: str, name: str) -> None:
+        self._refuse_taken_name(kind, name)
+        self._resource_added(kind=kind.value, resource_id=resource_id, name=name)
+
+    def rename_resource(self, kind: Kind, resource_id: str, name: str) -> None:
+        if self.resources.get(kind.value, {}).get(resource_id) == name:
+            return
+        self._refuse_taken_name(kind, name)
+        self._resource_renamed(kind=kind.value, resource_id=resource_id, name=name)
+
+    def _refuse_taken_name(self, kind: Kind, name: str) -> None:
+        taken_by = self.find(kind, name)
+        if taken_by is not None:
+            raise CommandRejected(
+                ErrorCode.DUPLICATE_NAME,
+                f"a {kind.value} named {name!r} already exists in namespace "
+                f"{self.namespace_name!r} ({taken_by})",
+                field=f"body.{kind.value}_name",
+                existing_id=taken_by,
+            )
+
+    @event("ResourceAdded")
+    def _resource_added(self, kind: str, resource_id: str, name: str) -> None:
+        # Kinds beyond RESOURCE_KINDS (evaluation sets) are catalogued on first use.
+        self.resources.setdefault(kind, {})[resource_id] = name
+
+    @event("ResourceRenamed")
+    def _resource_renamed(self, kind: str, resource_id: str, name: str) -> None:
+        self.resources[kind][resource_id] = name
+
+
+class NamespaceName(Aggregate):
+    """Claims a namespace name across the whole system, so it stays unique."""
+
+    class Created(Aggregate.Created):
+        namespace_name: str
+        namespace_id: str
+
+    def __init__(self, namespace_name: str, namespace_id: str) -> None:
+        self.namespace_name = namespace_name
+        self.claimed_by: str | None = namespace_id
+        self.namespace_id = namespace_id  # the latest claimant, kept after a release
+
+    @staticmethod
+    def id_for(namespace_name: str) -> str:
+        return f"nsname:{namespace_name}"
+
+    @classmethod
+    def claim(cls, namespace_name: str, namespace_id: str) -> NamespaceName:
+        return cls._create(
+            cls.Created,
+            id=cls.id_for(namespace_name),
+            namespace_name=namespace_name,
+            namespace_id=namespace_id,
+        )
+
+    def reclaim(self, namespace_id: str) -> None:
+        if self.claimed_by is not None:
+            raise CommandRejected(
+                ErrorCode.DUPLICATE_NAME,
+                f"a namespace named {self.namespace_name!r} already exists ({self.claimed_by})",
+                field="body.namespace_name",
+                existing_id=self.claimed_by,
+            )
+        self._claimed(namespace_id=namespace_id)
+
+    @event("Claimed")
+    def _claimed(self, namespace_id: str) -> None:
+        self.claimed_by = namespace_id
+        self.namespace_id = namespace_id
+
+    @event("Released")
+    def release(self) -> None:
+        self.claimed_by = None
+
+
+keep_first_topics(Namespace, NamespaceName)
