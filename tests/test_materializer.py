@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from application.environments import Environments
 from contract.commands import command_from_document
-from domain.application import Environments
 from domain.envelopes import EventEnvelope, envelope_of
 from projections.sql import Database
 from projections.vectors.edge import EdgeStore

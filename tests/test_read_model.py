@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from application.environments import Environments
 from contract.commands import command_from_document
-from domain.application import Environments
 from domain.envelopes import EventEnvelope, envelope_of
+from envbranch.bootstrap import open_read_model
 from envbranch.settings import Settings
-from envbranch.stack import read_model_database
 from projections.read_model import ReadModel
 from projections.sql import Database
 from tests import scenario
@@ -154,7 +154,7 @@ def test_a_second_projector_replaying_the_topic_builds_the_same_read_model_as_th
     client.collections.clone("docs", {"collection_name": "docs-2"}, namespace=name)
     client.namespaces.clone(name, {"namespace_name": f"{name}-clone"})
 
-    live = ReadModel(read_model_database(_settings(live_stack.env)))
+    live = open_read_model(_settings(live_stack.env))
     env = {**live_stack.env, "ENVBRANCH_DATA_DIR": str(tmp_path / "replay")}
     replay = subprocess.Popen(
         [sys.executable, "-m", "envbranch", "serve", "projector"],
@@ -191,3 +191,24 @@ def _position(model: ReadModel) -> int:
 
 def _settings(env: dict[str, str]) -> Settings:
     return Settings.from_env(env)
+
+
+def test_events_written_by_another_version_still_project(tmp_path: Path) -> None:
+    """A key the read model does not know is left out; one an older version did not write
+    takes its default: neither stops the projector."""
+    events = history()
+    cloned = next(e for e in events if e.type == "Collection.Cloned")
+    older = {k: v for k, v in cloned.data.items() if k != "vector_mode"}
+    rewritten = [
+        cloned.model_copy(update={"data": {**older, "written_by": "v9"}}) if e is cloned else e
+        for e in events
+    ]
+    model = ReadModel(Database(sqlite_path=tmp_path / "rm.sqlite3"))
+    model.create()
+
+    assert model.apply(rewritten) == len(events)
+    row = model.db.query(
+        "SELECT vector_mode, status FROM collections WHERE collection_id = ?",
+        [cloned.aggregate_id],
+    )
+    assert row == [{"vector_mode": "own", "status": "ready"}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from domain.application import Environments
+from application.environments import Environments
 from projections.read_model import APPEND_ONLY, PROJECTED, ReadModel, table_digests
 from projections.sql import Database
 from tests.test_domain import SQLITE, envelopes, populated, run

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from domain.application import Environments
+from application.environments import Environments
 from envbranch import Client
+from envbranch.bootstrap import open_event_store, read_model_database
 from envbranch.cli import main as cli_main
-from envbranch.event_store import open_event_store
 from envbranch.replay import (
     ProgressBar,
     ReplayError,
@@ -34,7 +34,6 @@ from envbranch.replay import (
     resolve_until,
 )
 from envbranch.settings import Settings
-from envbranch.stack import read_model_database
 from projections.read_model import ReadModel
 from projections.sql import Database
 from tests.conftest import LiveStack

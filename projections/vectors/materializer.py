@@ -19,7 +19,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from domain.base import Aggregate
+from domain.bucket import Bucket
+from domain.collection import Collection, CollectionStatus, VectorMode
 from domain.envelopes import EventEnvelope
+from domain.events import event_type, typed
+from domain.retriever import Retriever
+from domain.tasks import ApplyTaxonomyTask, CloneTask, ReprocessTask
+from domain.taxonomy import Taxonomy
 from projections.sql import Database
 from projections.vectors.extractors import get_extractor
 from projections.vectors.store import VectorPoint, VectorStore
@@ -105,14 +112,14 @@ class VectorMaterializer:
         return applied
 
     def _apply(self, e: EventEnvelope) -> None:
-        handler = getattr(self, "_on_" + e.type.replace(".", "_"), None)
-        if handler is not None:
-            handler(e)
+        event_class = event_type(e)
+        if event_class in HANDLERS:
+            HANDLERS[event_class](self, e)
 
     # --- buckets -------------------------------------------------------------
 
-    def _on_Bucket_ObjectsAdded(self, e: EventEnvelope) -> None:  # noqa: N802
-        objects = e.data["objects"]
+    def _on_objects_added(self, e: EventEnvelope) -> None:
+        objects = typed(e).objects
         with self.db.transaction() as cur:
             for obj in objects:
                 cur.execute(
@@ -132,9 +139,9 @@ class VectorMaterializer:
         for collection in self._collections_of_bucket(e.aggregate_id):
             self._write_objects(collection, e.aggregate_id, objects)
 
-    def _on_Bucket_Cloned(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_bucket_cloned(self, e: EventEnvelope) -> None:
         # A bucket clone holds what its source held (metadata of the objects, not vectors).
-        source = e.data["source_bucket_id"]
+        source = typed(e).source_bucket_id
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM vector_objects WHERE bucket_id = ?", [e.aggregate_id])
             cur.execute(
@@ -144,7 +151,9 @@ class VectorMaterializer:
             )
 
     def _collections_of_bucket(self, bucket_id: str) -> list[dict[str, Any]]:
-        rows = self.db.query("SELECT * FROM vector_collections WHERE status = 'ready'")
+        rows = self.db.query(
+            "SELECT * FROM vector_collections WHERE status = ?", [CollectionStatus.READY]
+        )
         found = []
         for row in rows:
             source = json.loads(row["source"])
@@ -167,33 +176,33 @@ class VectorMaterializer:
                 ],
             )
 
-    def _on_Collection_Created(self, e: EventEnvelope) -> None:  # noqa: N802
-        extractor = get_extractor(e.data["feature_extractor"])
-        self.cow.create(e.aggregate_id, store_name(e.data["feature_extractor"]), extractor.space)
-        self._remember(e, "ready")
-        self._fill_from_source(e.aggregate_id, e.data["source"])
+    def _on_collection_created(self, e: EventEnvelope) -> None:
+        created = typed(e)
+        extractor = get_extractor(created.feature_extractor)
+        self.cow.create(e.aggregate_id, store_name(created.feature_extractor), extractor.space)
+        self._remember(e, CollectionStatus.READY)
+        self._fill_from_source(e.aggregate_id, created.source)
 
-    def _on_Collection_Cloned(self, e: EventEnvelope) -> None:  # noqa: N802
-        mode = e.data["vector_mode"]
-        source_id = e.data["source_collection_id"]
-        if mode == "reuse":
+    def _on_collection_cloned(self, e: EventEnvelope) -> None:
+        clone = typed(e)
+        mode, source_id = clone.vector_mode, clone.source_collection_id
+        status = clone.status
+        if mode == VectorMode.REUSE:
             self.cow.reuse_clone(source_id, e.aggregate_id)
-            self._remember(e, "ready")
+            self._remember(e, status)
             for collection_id in (source_id, e.aggregate_id):  # keep clone chains shallow
                 if self.cow.compact(collection_id, MAX_DEPTH):
                     self.garbage = True
-        elif mode == "copy":
-            self._remember(e, "ready")  # its points are copied when its task says so
+        elif mode == VectorMode.COPY:
+            self._remember(e, status)  # its points are copied when its task says so
         else:  # a new extractor: its own space, empty until reprocessed
-            extractor = get_extractor(e.data["feature_extractor"])
-            self.cow.create(
-                e.aggregate_id, store_name(e.data["feature_extractor"]), extractor.space
-            )
-            self._remember(e, "awaiting_reprocess")
+            extractor = get_extractor(clone.feature_extractor)
+            self.cow.create(e.aggregate_id, store_name(clone.feature_extractor), extractor.space)
+            self._remember(e, status)
 
-    def _on_CloneTask_Copying(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_copying(self, e: EventEnvelope) -> None:
         """Copy the vectors of every collection the namespace clone copies, reporting progress."""
-        for clone, source in sorted(e.data["copies"].items()):
+        for clone, source in sorted(typed(e).copies.items()):
             copy_id = f"copy-{clone}"
             store = self.cow.view(source).store
             self.cow.start_deep_copy(copy_id, source, clone, store)
@@ -213,15 +222,11 @@ class VectorMaterializer:
                 "INSERT INTO vector_definitions VALUES (?, ?)", [e.aggregate_id, json.dumps(body)]
             )
 
-    def _on_Retriever_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_retriever_defined(self, e: EventEnvelope) -> None:
         self._define(e, ("collection_ids", "stages", "input_schema"), "retriever_id")
 
-    _on_Retriever_Cloned = _on_Retriever_Created
-
-    def _on_Taxonomy_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_taxonomy_defined(self, e: EventEnvelope) -> None:
         self._define(e, ("config",), "taxonomy_id")
-
-    _on_Taxonomy_Cloned = _on_Taxonomy_Created
 
     def _definition(self, resource_id: str) -> dict[str, Any]:
         rows = self.db.query(
@@ -229,12 +234,13 @@ class VectorMaterializer:
         )
         return dict(json.loads(rows[0]["body"]))
 
-    def _on_ApplyTaxonomyTask_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_apply_taxonomy(self, e: EventEnvelope) -> None:
         """Classify every document of the collection; write the enrichment into its payload."""
         from projections.vectors.retrieval import RetrieverRunner
         from projections.vectors.taxonomy import TaxonomyRunner
 
-        taxonomy = self._definition(e.data["taxonomy_id"])
+        task = typed(e)
+        taxonomy = self._definition(task.taxonomy_id)
         config = taxonomy["config"]
         retriever_ids = {config.get("retriever_id")} | {
             n.get("retriever_id") for n in config.get("hierarchical_nodes") or []
@@ -249,7 +255,7 @@ class VectorMaterializer:
             for row in self.db.query("SELECT * FROM vector_collections")
         }
         runner = TaxonomyRunner(RetrieverRunner(self.cow))
-        target = e.data["collection_id"]
+        target = task.collection_id
         documents = list(self.cow.documents(target))
         done = 0
         for start in range(0, len(documents), 256):
@@ -265,9 +271,9 @@ class VectorMaterializer:
         if self.on_apply_progress is not None:
             self.on_apply_progress(e.aggregate_id, done, len(documents), True)
 
-    def _on_ReprocessTask_Created(self, e: EventEnvelope) -> None:  # noqa: N802
+    def _on_reprocess(self, e: EventEnvelope) -> None:
         """Re-embed the collection's source objects with its extractor, reporting progress."""
-        collection_id = e.data["collection_id"]
+        collection_id = typed(e).collection_id
         row = self._collection(collection_id)
         total = self._source_size(row["source"])
         done = 0
@@ -281,8 +287,8 @@ class VectorMaterializer:
         self._fill_from_source(collection_id, row["source"], report)
         with self.db.transaction() as cur:
             cur.execute(
-                "UPDATE vector_collections SET status = 'ready' WHERE collection_id = ?",
-                [collection_id],
+                "UPDATE vector_collections SET status = ? WHERE collection_id = ?",
+                [CollectionStatus.READY, collection_id],
             )
         if self.on_reprocess_progress is not None:
             self.on_reprocess_progress(e.aggregate_id, done, total, True)
@@ -375,8 +381,26 @@ class VectorMaterializer:
         if points:
             self.cow.write(collection_id, points)
 
-    def _on_Collection_DocumentsWritten(self, e: EventEnvelope) -> None:  # noqa: N802
-        self._write_documents(e.aggregate_id, e.data["documents"])
+    def _on_documents_written(self, e: EventEnvelope) -> None:
+        self._write_documents(e.aggregate_id, typed(e).documents)
 
-    def _on_Collection_DocumentsDeleted(self, e: EventEnvelope) -> None:  # noqa: N802
-        self.cow.delete(e.aggregate_id, e.data["document_ids"])
+    def _on_documents_deleted(self, e: EventEnvelope) -> None:
+        self.cow.delete(e.aggregate_id, typed(e).document_ids)
+
+
+# What each event means for the vectors; events of other classes mean nothing here.
+HANDLERS: dict[type[Aggregate.Event], Callable[[VectorMaterializer, EventEnvelope], None]] = {
+    Bucket.ObjectsAdded: VectorMaterializer._on_objects_added,
+    Bucket.Cloned: VectorMaterializer._on_bucket_cloned,
+    Collection.Created: VectorMaterializer._on_collection_created,
+    Collection.Cloned: VectorMaterializer._on_collection_cloned,
+    Collection.DocumentsWritten: VectorMaterializer._on_documents_written,
+    Collection.DocumentsDeleted: VectorMaterializer._on_documents_deleted,
+    CloneTask.Copying: VectorMaterializer._on_copying,
+    Retriever.Created: VectorMaterializer._on_retriever_defined,
+    Retriever.Cloned: VectorMaterializer._on_retriever_defined,
+    Taxonomy.Created: VectorMaterializer._on_taxonomy_defined,
+    Taxonomy.Cloned: VectorMaterializer._on_taxonomy_defined,
+    ReprocessTask.Created: VectorMaterializer._on_reprocess,
+    ApplyTaxonomyTask.Created: VectorMaterializer._on_apply_taxonomy,
+}

@@ -1,0 +1,60 @@
+"""One event into the tables: its audit row, then what its class changes.
+
+Projectors are looked up by the aggregate's own event class, so renaming an event
+fails here at import instead of leaving its rows unwritten.
+"""
+
+from __future__ import annotations
+
+from domain.base import Aggregate
+from domain.envelopes import EventEnvelope
+from domain.events import event_type
+from domain.receipts import CommandReceipt
+from projections.read_model.cursor import Projection, Projector
+from projections.read_model.refs import PROJECTORS as REFS
+from projections.read_model.resources import PROJECTORS as RESOURCES
+from projections.read_model.schema import to_column
+from projections.read_model.tasks import PROJECTORS as TASKS
+
+
+def project(cur: Projection, e: EventEnvelope) -> None:
+    """Write one event into the tables."""
+    cur.append(
+        "audit",
+        {
+            "position": e.position,
+            "event_id": e.event_id,
+            "type": e.type,
+            "aggregate_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "command_id": e.command_id,
+            "actor": e.actor,
+            "occurred_at": e.occurred_at.isoformat(),
+            "data": to_column(e.data),
+        },
+    )
+    event_class = event_type(e)  # None for a type this version does not know: audited only
+    if event_class in PROJECTORS:
+        PROJECTORS[event_class](cur, e)
+
+
+def on_command_accepted(cur: Projection, e: EventEnvelope) -> None:
+    cur.append(
+        "commands",
+        {
+            "command_id": e.command_id,
+            "position": e.position,
+            "command_type": e.data.get("command_type"),
+            "actor": e.actor,
+            "namespace_id": e.namespace_id,
+            "body_digest": e.data.get("body_digest"),
+        },
+    )
+
+
+PROJECTORS: dict[type[Aggregate.Event], Projector] = {
+    **RESOURCES,
+    **TASKS,
+    **REFS,
+    CommandReceipt.Accepted: on_command_accepted,
+}

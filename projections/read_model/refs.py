@@ -1,0 +1,149 @@
+"""Refs (with their full history) and recorded evaluations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from domain.base import Aggregate
+from domain.envelopes import EventEnvelope
+from domain.events import typed
+from domain.quality import Evaluation
+from domain.refs import Ref
+from projections.read_model.cursor import Projection, Projector
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def on_ref_created(cur: Projection, e: EventEnvelope) -> None:
+    created = typed(e)
+    occurred_at = e.occurred_at.isoformat()
+    cur.execute(
+        "INSERT INTO refs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            e.aggregate_id,
+            e.namespace_id,
+            created.ref_name,
+            created.target_kind,
+            created.target_id,
+            created.target_namespace_id,
+            occurred_at,
+            occurred_at,
+            e.actor,
+            e.aggregate_version,
+        ],
+    )
+    _history(
+        cur,
+        e,
+        "create",
+        target_id=created.target_id,
+        target_namespace_id=created.target_namespace_id,
+        reason=created.reason,
+    )
+
+
+def on_ref_moved(cur: Projection, e: EventEnvelope) -> None:
+    moved = typed(e)
+    cur.execute(
+        "UPDATE refs SET target_id = ?, target_namespace_id = ?, updated_at = ?, "
+        "version = ? WHERE ref_id = ?",
+        [
+            moved.target_id,
+            moved.target_namespace_id,
+            e.occurred_at.isoformat(),
+            e.aggregate_version,
+            e.aggregate_id,
+        ],
+    )
+    _history(
+        cur,
+        e,
+        moved.action,
+        target_id=moved.target_id,
+        target_namespace_id=moved.target_namespace_id,
+        previous_target_id=moved.previous_target_id,
+        reason=moved.reason,
+        evaluation_id=moved.evaluation_id,
+        detail={"rolled_back_to": moved.rolled_back_to} if moved.rolled_back_to else None,
+    )
+
+
+def on_promotion_refused(cur: Projection, e: EventEnvelope) -> None:
+    refused = typed(e)
+    current = cur.query("SELECT target_id FROM refs WHERE ref_id = ?", [e.aggregate_id])
+    _history(
+        cur,
+        e,
+        "promotion_refused",
+        target_id=refused.candidate_id,
+        previous_target_id=current[0]["target_id"] if current else None,
+        reason=refused.reason,
+        evaluation_id=refused.evaluation_id,
+        detail={"failures": refused.failures},
+    )
+
+
+def _history(
+    cur: Projection,
+    e: EventEnvelope,
+    action: str,
+    *,
+    target_id: str,
+    reason: str,
+    target_namespace_id: str | None = None,
+    previous_target_id: str | None = None,
+    evaluation_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    ref = cur.query("SELECT namespace_id, ref_name FROM refs WHERE ref_id = ?", [e.aggregate_id])
+    cur.append(
+        "ref_history",
+        {
+            "position": e.position,
+            "ref_id": e.aggregate_id,
+            "namespace_id": ref[0]["namespace_id"],
+            "ref_name": ref[0]["ref_name"],
+            "action": action,
+            "target_id": target_id,
+            "target_namespace_id": target_namespace_id,
+            "previous_target_id": previous_target_id,
+            "reason": reason,
+            "evaluation_id": evaluation_id,
+            "detail": None if detail is None else _json(detail),
+            "actor": e.actor,
+            "command_id": e.command_id,
+            "occurred_at": e.occurred_at.isoformat(),
+            "version": e.aggregate_version,
+        },
+    )
+
+
+def on_evaluation_recorded(cur: Projection, e: EventEnvelope) -> None:
+    recorded = typed(e)
+    cur.append(
+        "evaluations",
+        {
+            "evaluation_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "evaluation_set_id": recorded.evaluation_set_id,
+            "set_type": recorded.set_type,
+            "k": recorded.k,
+            "runs": _json(recorded.runs),
+            "agreement": _json(recorded.agreement),  # "null" when there is none
+            "position": e.position,
+            "command_id": e.command_id,
+            "created_at": e.occurred_at.isoformat(),
+            "created_by": e.actor,
+        },
+    )
+
+
+PROJECTORS: dict[type[Aggregate.Event], Projector] = {
+    Ref.Created: on_ref_created,
+    Ref.Moved: on_ref_moved,
+    Ref.PromotionRefused: on_promotion_refused,
+    Evaluation.Recorded: on_evaluation_recorded,
+}

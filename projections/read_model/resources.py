@@ -1,0 +1,127 @@
+"""Namespaces and the resources they hold: one row each, and a lineage row per clone."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from domain.base import Aggregate, Resource
+from domain.bucket import Bucket
+from domain.collection import Collection, CollectionStatus, VectorMode
+from domain.envelopes import EventEnvelope
+from domain.events import typed
+from domain.namespace import Namespace
+from domain.quality import EvaluationSet
+from domain.retriever import Retriever
+from domain.taxonomy import Taxonomy
+from projections.read_model.cursor import Projection, Projector
+from projections.read_model.schema import RESOURCES, ResourceTable, to_column
+
+COLLECTIONS = RESOURCES[Collection]
+
+
+def on_created(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
+    cur.insert(table.name, _row(table, e))
+
+
+def on_cloned(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
+    cur.insert(table.name, _row(table, e))
+    _record_lineage(cur, table, e)
+
+
+def on_collection_created(cur: Projection, e: EventEnvelope) -> None:
+    row = _row(COLLECTIONS, e, vector_mode=VectorMode.OWN, status=CollectionStatus.READY)
+    cur.insert(COLLECTIONS.name, row)
+
+
+def on_collection_cloned(cur: Projection, e: EventEnvelope) -> None:
+    clone = typed(e)
+    mode = clone.vector_mode or VectorMode.OWN  # a clone from before modes were recorded
+    row = _row(COLLECTIONS, e, vector_mode=mode, status=clone.status)
+    cur.insert(COLLECTIONS.name, row)
+    _record_lineage(cur, COLLECTIONS, e)
+
+
+def on_renamed(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
+    name_column = table.fields[0]
+    _update(cur, table, e, {name_column: e.data[name_column]})
+
+
+def on_description_changed(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
+    _update(cur, table, e, {"description": e.data["description"]})
+
+
+def on_reprocess_started(cur: Projection, e: EventEnvelope) -> None:
+    _update(cur, COLLECTIONS, e, {"status": CollectionStatus.REPROCESSING})
+
+
+def on_reprocessed(cur: Projection, e: EventEnvelope) -> None:
+    changes = {"status": CollectionStatus.READY, "vector_mode": VectorMode.OWN}
+    _update(cur, COLLECTIONS, e, changes)
+
+
+def _row(table: ResourceTable, e: EventEnvelope, **columns: Any) -> dict[str, Any]:
+    """A resource's row: its columns from the event's data (``columns`` replace some)."""
+    occurred_at = e.occurred_at.isoformat()
+    row: dict[str, Any] = {table.id_column: e.aggregate_id}
+    if table.in_namespace:
+        row["namespace_id"] = e.namespace_id
+        row[table.source_column] = e.data.get(table.source_column)
+    row.update({field: to_column(e.data.get(field)) for field in table.fields})
+    row.update(columns)
+    row.update(
+        created_at=occurred_at,
+        updated_at=occurred_at,
+        created_by=e.actor,
+        version=e.aggregate_version,
+    )
+    return row
+
+
+def _record_lineage(cur: Projection, table: ResourceTable, e: EventEnvelope) -> None:
+    cur.append(
+        "lineage",
+        {
+            "clone_id": e.aggregate_id,
+            "source_id": e.data[table.source_column],
+            "kind": table.kind,
+            "namespace_id": e.namespace_id,
+            "position": e.position,
+            "occurred_at": e.occurred_at.isoformat(),
+            "actor": e.actor,
+        },
+    )
+
+
+def _update(
+    cur: Projection, table: ResourceTable, e: EventEnvelope, changes: dict[str, Any]
+) -> None:
+    assignments = "".join(f"{column} = ?, " for column in changes)
+    cur.execute(
+        f"UPDATE {table.name} SET {assignments}updated_at = ?, version = ? "
+        f"WHERE {table.id_column} = ?",
+        [*changes.values(), e.occurred_at.isoformat(), e.aggregate_version, e.aggregate_id],
+    )
+
+
+def _projectors() -> dict[type[Aggregate.Event], Projector]:
+    projectors: dict[type[Aggregate.Event], Projector] = {
+        Collection.Created: on_collection_created,
+        Collection.Cloned: on_collection_cloned,
+        Collection.ReprocessStarted: on_reprocess_started,
+        Collection.Reprocessed: on_reprocessed,
+        EvaluationSet.Created: partial(on_created, RESOURCES[EvaluationSet]),
+    }
+    plain: tuple[type[Namespace | Resource], ...] = (Namespace, Bucket, Retriever, Taxonomy)
+    for aggregate in plain:
+        projectors[aggregate.Created] = partial(on_created, RESOURCES[aggregate])
+        projectors[aggregate.Cloned] = partial(on_cloned, RESOURCES[aggregate])
+    for aggregate in (*plain, Collection):
+        projectors[aggregate.Renamed] = partial(on_renamed, RESOURCES[aggregate])
+        projectors[aggregate.DescriptionChanged] = partial(
+            on_description_changed, RESOURCES[aggregate]
+        )
+    return projectors
+
+
+PROJECTORS = _projectors()
