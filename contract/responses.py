@@ -1,6 +1,6 @@
 """The HTTP API's response models; the SDK returns the same classes.
 
-Request bodies are the request models of ``contract.commands``.
+Request bodies are the request models of ``contract.requests``.
 """
 
 from __future__ import annotations

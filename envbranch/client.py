@@ -7,7 +7,7 @@
     result = client.namespaces.clone("prod", {"namespace_name": "staging"})
     task = client.tasks.wait(result.task_id)
 
-Requests take a dict or the request model from ``contract.commands``; answers
+Requests take a dict or the request model from ``contract.requests``; answers
 are the API's own response models (``contract.responses``), so the SDK and
 the API cannot drift apart.
 """
@@ -420,6 +420,7 @@ class EvaluationSets:
         )
 
     def get(self, identifier: str, *, namespace: str | None = None) -> s.EvaluationSet:
+        """An evaluation set by ID or name."""
         path = f"/v1/evaluation_sets/{identifier}"
         return self._client.request("GET", path, s.EvaluationSet, namespace=namespace)
 
@@ -437,4 +438,5 @@ class Evaluations:
         )
 
     def get(self, evaluation_id: str) -> s.Evaluation:
+        """A recorded evaluation: the metrics of each target it ran (candidate, baseline)."""
         return self._client.request("GET", f"/v1/evaluations/{evaluation_id}", s.Evaluation)

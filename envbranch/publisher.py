@@ -16,13 +16,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.sender import CommandSender
 from domain import json_limits
 from domain.envelopes import EventEnvelope, Topics, read_event, read_rejection
 from domain.errors import CommandRejected
+from domain.receipts import CommandReceipt
 
-RECEIPT_TYPE = "CommandReceipt.Accepted"
+RECEIPT_TYPE = CommandReceipt.Accepted.__qualname__
+# Above the command processor's limit: a command too large is rejected by it, on the DLQ,
+# with its reason, rather than refused here.
+MAX_REQUEST_SIZE = 16 * 1024 * 1024
 
 
 @dataclass
@@ -59,15 +64,13 @@ async def publish_command(
 ) -> PublishOutcome:
     topics = topics or Topics()
     value, command_id = prepare_command(raw)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", max_request_size=16 * 1024 * 1024
-    )
-    await producer.start()
+    sender = CommandSender(bootstrap_servers, topics, max_request_size=MAX_REQUEST_SIZE)
+    await sender.start()
     try:
-        sent = await producer.send_and_wait(topics.commands, value, key=key)
+        landed = await sender.send_encoded(value, key=key)
     finally:
-        await producer.stop()
-    outcome = PublishOutcome("published", command_id, sent.partition, sent.offset)
+        await sender.stop()
+    outcome = PublishOutcome("published", command_id, landed.partition, landed.offset)
     if not wait:
         return outcome
     deadline = time.monotonic() + timeout

@@ -10,16 +10,15 @@ already (Faust redelivers after rebalances).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from contract.sender import CommandSender
 from domain.envelopes import EventEnvelope, Topics, read_event
 from projections.read_model import ReadModel
 from projections.sql import is_transient
@@ -176,16 +175,17 @@ class TaskReporter:
     topics). Called from the worker thread doing the work; waits until Kafka has it.
     Command IDs are deterministic: a report sent again after a crash is the same command."""
 
+    ACTOR = "envbranch-vector-processor"
+
     def __init__(self, bootstrap: str, topics: Topics, loop: asyncio.AbstractEventLoop) -> None:
-        self.topics = topics
         self.loop = loop
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.sender = CommandSender(bootstrap, topics)
 
     async def start(self) -> None:
-        await self.producer.start()
+        await self.sender.start()
 
     async def stop(self) -> None:
-        await self.producer.stop()
+        await self.sender.stop()
 
     def copy_progress(self, task_id: str, collection_id: str, progress: CopyProgress) -> None:
         body = {
@@ -208,13 +208,5 @@ class TaskReporter:
         self._send("tasks.apply_progress", f"apply:{task_id}:{done}:{int(finished)}", task_id, body)
 
     def _send(self, type_: str, command_id: str, task_id: str, body: dict[str, Any]) -> None:
-        command = {
-            "command_id": command_id,
-            "type": type_,
-            "body": body,
-            "actor": "envbranch-vector-processor",
-        }
-        sent = self.producer.send_and_wait(
-            self.topics.commands, json.dumps(command).encode(), key=task_id.encode()
-        )
+        sent = self.sender.send(type_, body, self.ACTOR, command_id=command_id, key=task_id)
         asyncio.run_coroutine_threadsafe(sent, self.loop).result(60)

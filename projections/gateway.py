@@ -11,7 +11,6 @@ and offset.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -19,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contract.commands import command_from_document
+from contract.sender import CommandSender, command_envelope
 from domain.envelopes import Topics, read_rejection
 from domain.errors import CommandRejected, ErrorCode
 
@@ -60,13 +60,12 @@ class CommandGateway:
         self.timeout = timeout
         # (partition, offset, command_id) -> the reason; bounded, oldest dropped first
         self._rejections: dict[tuple[int, int, str | None], dict[str, Any]] = {}
-        self._producer: AIOKafkaProducer | None = None
+        self._sender = CommandSender(bootstrap_servers, topics)
         self._dlq: AIOKafkaConsumer | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
-        await self._producer.start()
+        await self._sender.start()
         self._dlq = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
@@ -85,8 +84,7 @@ class CommandGateway:
             await asyncio.gather(self._watcher, return_exceptions=True)
         if self._dlq is not None:
             await self._dlq.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._sender.stop()
 
     async def _watch_dlq(self) -> None:
         assert self._dlq is not None
@@ -112,16 +110,11 @@ class CommandGateway:
         key: str | None = None,
     ) -> Sent:
         """Publish a command and wait until it is applied; raise CommandRejected if not."""
-        assert self._producer is not None
         command_id = command_id or str(uuid.uuid4())
-        envelope = {"command_id": command_id, "type": type_, "body": body, "actor": actor}
-        digest = command_from_document(envelope).digest
-        metadata = await self._producer.send_and_wait(
-            self.topics.commands,
-            json.dumps(envelope).encode(),
-            key=key.encode() if key else None,
-        )
-        sent = Sent(command_id, digest, metadata.partition, metadata.offset)
+        # Checked here too, so that a bad command is rejected before it is sent.
+        digest = command_from_document(command_envelope(type_, body, actor, command_id)).digest
+        landed = await self._sender.send(type_, body, actor, command_id=command_id, key=key or None)
+        sent = Sent(command_id, digest, landed.partition, landed.offset)
         sent.position = await self.wait(sent)
         return sent
 
