@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from fastapi.utils import create_model_field
@@ -49,9 +49,9 @@ ON_VECTORS = {
 }
 
 
-def document_errors(app: FastAPI) -> None:
-    """Give every route of ``app`` its error answers; call it once the routes are added."""
-    for route in app.routes:
+def document_errors(router: APIRouter) -> None:
+    """Give every route of ``router`` its error answers; call it before it is included."""
+    for route in router.routes:
         if not isinstance(route, APIRoute):
             continue
         for status in sorted(error_statuses(route)):

@@ -3,46 +3,39 @@ process runs is), and a report of each component's state and lag."""
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 
 from contract import responses as s
+from projections.api.dependencies import Svc
+from projections.api.errors import error_response
+from projections.api.services import ProcessHealth
+from projections.json_bodies import LimitedJsonRoute
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
 
-
-class ProcessHealth(Protocol):
-    """The components of this process (envbranch.readiness.Readiness)."""
-
-    def not_ready(self) -> list[str]: ...
-
-    def event_store_position(self) -> int | None: ...
-
-    def components(self, store_position: int | None) -> list[s.ComponentHealth]: ...
+router = APIRouter(route_class=LimitedJsonRoute)
 
 
-def add_health_routes(app: FastAPI, db: Database, process: ProcessHealth | None) -> None:
-    from projections.api import error_response  # the one error shape; api imports this module
+@router.get("/v1/health/live", response_model=s.Live)
+async def live() -> Any:
+    return s.Live()
 
-    @app.get("/v1/health/live", response_model=s.Live)
-    async def live() -> Any:
-        return s.Live()
 
-    @app.get(
-        "/v1/health/ready", response_model=s.Ready, responses={503: {"model": s.ErrorResponse}}
-    )
-    async def ready() -> Any:
-        waiting = process.not_ready() if process is not None else []
-        if waiting:
-            message = f"not ready yet: {', '.join(waiting)}"
-            return error_response(503, "not_ready", message, {"components": waiting})
-        return s.Ready()
+@router.get("/v1/health/ready", response_model=s.Ready, responses={503: {"model": s.ErrorResponse}})
+async def ready(svc: Svc) -> Any:
+    waiting = svc.process.not_ready() if svc.process is not None else []
+    if waiting:
+        message = f"not ready yet: {', '.join(waiting)}"
+        return error_response(503, "not_ready", message, {"components": waiting})
+    return s.Ready()
 
-    @app.get("/v1/health", response_model=s.Health)
-    async def health() -> Any:
-        return await asyncio.to_thread(report, db, process)
+
+@router.get("/v1/health", response_model=s.Health)
+async def health(svc: Svc) -> Any:
+    return await asyncio.to_thread(report, svc.db, svc.process)
 
 
 def report(db: Database, process: ProcessHealth | None) -> s.Health:

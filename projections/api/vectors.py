@@ -1,0 +1,243 @@
+"""The vector endpoints: ingest objects and documents, reprocess, apply a taxonomy,
+execute retrievers, classify.
+
+Writes travel as commands like every other write; they answer once the vector
+processor has applied them too, so a search right after an ingest sees it.
+Retrievers and taxonomies run here, in the API's process, against the same
+vector store the vector processor writes (with Qdrant Edge: the same process).
+"""
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from contract import requests as rq
+from domain.ids import Kind
+from domain.tasks import ApplyTaxonomyTask, ReprocessTask
+from domain.values import Count, JsonInteger
+from projections import queries
+from projections.api.dependencies import IdempotencyKey, InNamespace, Svc, Who
+from projections.api.errors import ApiError
+from projections.api.lookups import Row, collections_of, find, taxonomy_inputs
+from projections.api.services import Services
+from projections.api.writes import Written, created_by, fields, write
+from projections.auth import Principal
+from projections.json_bodies import LimitedJsonRoute
+from projections.vectors.materializer import VectorMaterializer
+from projections.vectors.retrieval import (
+    CollectionNotFound,
+    CollectionNotReady,
+    RetrievalError,
+    RetrieverRunner,
+)
+from projections.vectors.taxonomy import TaxonomyRunner
+
+router = APIRouter(route_class=LimitedJsonRoute)
+
+
+class ExecuteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 10
+    offset: Count = 0
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
+
+
+class WriteAccepted(BaseModel):
+    command_id: str
+    position: int
+
+
+def vector_store(svc: Services) -> VectorMaterializer:
+    """This process's vector store; 503 if it has none."""
+    if svc.materializer is None:
+        raise ApiError(
+            503,
+            "vectors_unavailable",
+            "this API process has no vector store: run it with the vector processor "
+            "(envbranch up) or point QDRANT_URL at a Qdrant server",
+        )
+    return svc.materializer
+
+
+def runner_of(svc: Services) -> RetrieverRunner:
+    """The retriever runner on this process's vector store; 503 if it has none."""
+    vector_store(svc)
+    assert svc.runner is not None  # there is one with every vector store
+    return svc.runner
+
+
+async def until_materialized(svc: Services, written: Written) -> dict[str, Any]:
+    """Wait until the vector processor has applied everything up to the write."""
+    materializer = vector_store(svc)
+    deadline = time.monotonic() + svc.timeout
+    while await asyncio.to_thread(materializer.position) < written.position:
+        if time.monotonic() > deadline:
+            raise ApiError(504, "timeout", "the vector processor has not caught up yet")
+        await asyncio.sleep(0.01)
+    return {"command_id": written.command_id, "position": written.position}
+
+
+@router.post("/v1/buckets/{identifier}/objects", response_model=WriteAccepted, status_code=201)
+async def add_objects(
+    identifier: str,
+    body: rq.BucketObjectsAddRequest,
+    ns: InNamespace,
+    who: Who,
+    idem: IdempotencyKey,
+    svc: Svc,
+) -> Any:
+    bucket = await find(svc, Kind.BUCKET, ns, identifier)
+    payload = {
+        "namespace_identifier": ns["namespace_id"],
+        "bucket_identifier": bucket["bucket_id"],
+        **fields(body),
+    }
+    written = await write(svc, "buckets.objects.add", payload, who, idem, ns["namespace_id"])
+    return await until_materialized(svc, written)
+
+
+async def documents_command(
+    svc: Services, type_: str, identifier: str, body: BaseModel, ns: Row, who: Principal, idem: str
+) -> dict[str, Any]:
+    collection = await find(svc, Kind.COLLECTION, ns, identifier)
+    payload = {
+        "namespace_identifier": ns["namespace_id"],
+        "collection_identifier": collection["collection_id"],
+        **fields(body),
+    }
+    written = await write(svc, type_, payload, who, idem, ns["namespace_id"])
+    return await until_materialized(svc, written)
+
+
+@router.post(
+    "/v1/collections/{identifier}/documents", response_model=WriteAccepted, status_code=201
+)
+async def write_documents(
+    identifier: str,
+    body: rq.DocumentsWriteRequest,
+    ns: InNamespace,
+    who: Who,
+    idem: IdempotencyKey,
+    svc: Svc,
+) -> Any:
+    type_ = "collections.documents.write"
+    return await documents_command(svc, type_, identifier, body, ns, who, idem)
+
+
+@router.post("/v1/collections/{identifier}/documents/delete", response_model=WriteAccepted)
+async def delete_documents(
+    identifier: str,
+    body: rq.DocumentsDeleteRequest,
+    ns: InNamespace,
+    who: Who,
+    idem: IdempotencyKey,
+    svc: Svc,
+) -> Any:
+    type_ = "collections.documents.delete"
+    return await documents_command(svc, type_, identifier, body, ns, who, idem)
+
+
+@router.post("/v1/collections/{identifier}/trigger", status_code=202)
+async def trigger_reprocess(
+    identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey, svc: Svc
+) -> Any:
+    """Re-embed the collection's source objects with its extractor, as a task."""
+    collection = await find(svc, Kind.COLLECTION, ns, identifier)
+    payload = {
+        "namespace_identifier": ns["namespace_id"],
+        "collection_identifier": collection["collection_id"],
+    }
+    written = await write(svc, "collections.trigger", payload, who, idem, ns["namespace_id"])
+    works_on = {"collection_id": collection["collection_id"]}
+    return await task_of(svc, written.command_id, ReprocessTask.Created, works_on)
+
+
+@router.post("/v1/collections/{identifier}/apply-taxonomy", status_code=202)
+async def apply_taxonomy(
+    identifier: str,
+    body: rq.ApplyTaxonomyRequest,
+    ns: InNamespace,
+    who: Who,
+    idem: IdempotencyKey,
+    svc: Svc,
+) -> Any:
+    """Classify every document of the collection with the taxonomy, as a task."""
+    collection = await find(svc, Kind.COLLECTION, ns, identifier)
+    taxonomy = await find(svc, Kind.TAXONOMY, ns, body.taxonomy_identifier)
+    payload = {
+        "namespace_identifier": ns["namespace_id"],
+        "collection_identifier": collection["collection_id"],
+        "taxonomy_identifier": taxonomy["taxonomy_id"],
+    }
+    type_ = "collections.apply_taxonomy"
+    written = await write(svc, type_, payload, who, idem, ns["namespace_id"])
+    works_on = {
+        "collection_id": collection["collection_id"],
+        "taxonomy_id": taxonomy["taxonomy_id"],
+    }
+    return await task_of(svc, written.command_id, ApplyTaxonomyTask.Created, works_on)
+
+
+async def task_of(
+    svc: Services, command_id: str, created: type, works_on: dict[str, str]
+) -> dict[str, Any]:
+    """The task this command started (also when the command was a replay)."""
+    task_id = await created_by(svc, command_id, created)
+    task = await svc.read(queries.task, task_id) if task_id else None
+    if task is None:
+        raise ApiError(404, "not_found", f"command {command_id} started no task")
+    return {"task_id": task_id, "status": task["status"], **works_on}
+
+
+@router.post("/v1/retrievers/{identifier}/execute")
+async def execute_retriever(
+    identifier: str, body: ExecuteRequest, ns: InNamespace, who: Who, svc: Svc
+) -> Any:
+    runner = runner_of(svc)
+    retriever = await find(svc, Kind.RETRIEVER, ns, identifier, who)
+    # A ref may point at a retriever of another namespace: it reads its own collections.
+    home = {"namespace_id": retriever["namespace_id"]}
+    collections = await collections_of(svc, home, retriever["collection_ids"])
+    try:
+        result = await asyncio.to_thread(
+            runner.execute, retriever, collections, body.inputs, body.limit, body.offset
+        )
+    except CollectionNotReady as e:
+        raise ApiError(409, "not_ready", str(e)) from e
+    except CollectionNotFound as e:
+        raise ApiError(404, "not_found", str(e)) from e
+    except RetrievalError as e:
+        raise ApiError(422, "invalid_retriever_input", str(e)) from e
+    return {"retriever_id": retriever["retriever_id"], **result.as_dict()}
+
+
+@router.post("/v1/taxonomies/{identifier}/classify")
+async def classify(
+    identifier: str, body: ClassifyRequest, ns: InNamespace, who: Who, svc: Svc
+) -> Any:
+    runner = runner_of(svc)
+    taxonomy = await find(svc, Kind.TAXONOMY, ns, identifier, who)
+    retrievers, collections = await taxonomy_inputs(svc, taxonomy)
+    taxonomies = TaxonomyRunner(runner)
+    try:
+        results = await asyncio.to_thread(
+            lambda: [
+                taxonomies.classify(taxonomy, doc, retrievers, collections)
+                for doc in body.documents
+            ]
+        )
+    except CollectionNotReady as e:
+        raise ApiError(409, "not_ready", str(e)) from e
+    except RetrievalError as e:
+        raise ApiError(422, "invalid_taxonomy_input", str(e)) from e
+    return {"taxonomy_id": taxonomy["taxonomy_id"], "results": results}

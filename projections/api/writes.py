@@ -1,0 +1,47 @@
+"""Writes: a request becomes a command on envbranch.commands, and the route answers once
+the read model has applied it (read your writes) or with the processor's reason for
+rejecting it."""
+
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
+
+from domain.errors import CommandRejected
+from projections import queries
+from projections.api.errors import for_principal
+from projections.api.services import Services
+from projections.auth import Principal
+
+
+class Written(NamedTuple):
+    command_id: str
+    position: int  # of the command's receipt in the read model
+
+
+def fields(body: BaseModel) -> dict[str, Any]:
+    """A request body as the command payload carries it."""
+    return body.model_dump(mode="json", exclude_none=True)
+
+
+async def write(
+    svc: Services,
+    type_: str,
+    payload: dict[str, Any],
+    who: Principal,
+    command_id: str | None,
+    key: str,
+) -> Written:
+    """Send the command ``type_`` and wait until the read model has applied it."""
+    try:
+        sent = await svc.gateway.execute(type_, payload, who.name, command_id=command_id, key=key)
+    except CommandRejected as e:
+        raise for_principal(e, who) from None
+    assert sent.position is not None  # execute returns once the receipt was applied
+    return Written(sent.command_id, sent.position)
+
+
+async def created_by(svc: Services, command_id: str, *events: type) -> str | None:
+    """The ID of the aggregate a command created with one of ``events`` (from its own
+    events, not from a name: a name may have moved on since)."""
+    types = [event.__qualname__ for event in events]
+    return await svc.read(queries.created_by_command, command_id, types)
