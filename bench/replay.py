@@ -24,8 +24,8 @@ from typing import Any
 
 from machine import machine
 
+from application.environments import Environments
 from contract.commands import command_from_document
-from domain.application import Environments
 from domain.envelopes import envelope_of
 from projections.read_model import ReadModel
 from projections.sql import Database

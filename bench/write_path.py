@@ -27,8 +27,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from domain.envelopes import EventEnvelope
+from envbranch.bootstrap import event_store_env
 from envbranch.broker import EmbeddedBroker
-from envbranch.event_store import event_store_env
 from envbranch.settings import Settings
 from envbranch.stack import run_components
 

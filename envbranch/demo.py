@@ -306,14 +306,12 @@ def verifier(env: dict[str, str], into: Path) -> Callable[[int], tuple[bool, str
     """Replays the event store up to a position into ``into`` and verifies the digests."""
 
     def verify(position: int) -> tuple[bool, str]:
-        from envbranch.event_store import open_event_store
+        from envbranch.bootstrap import open_event_store, open_read_model
         from envbranch.replay import replay
         from envbranch.settings import Settings
-        from envbranch.stack import read_model_database
-        from projections.read_model import ReadModel
 
         settings = Settings.from_env(env)
-        live = ReadModel(read_model_database(settings), settings.digest_interval)
+        live = open_read_model(settings)
         deadline = time.monotonic() + 60
         while live.position() < position and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -15,7 +15,7 @@ from envbranch.settings import Settings
 from projections.read_model import ReadModel
 
 if TYPE_CHECKING:
-    from domain.application import Environments
+    from application.environments import Environments
     from envbranch.client import Client
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ def _require(settings: Settings, filename: str, what: str) -> None:
 
 def _existing_event_store(settings: Settings) -> Environments:
     """The event store, which must exist already (a replay never creates one)."""
-    from envbranch.event_store import open_event_store
+    from envbranch.bootstrap import open_event_store
 
     _require(settings, "events.sqlite3", "event store")
     return open_event_store(settings)
@@ -40,10 +40,10 @@ def _existing_event_store(settings: Settings) -> Environments:
 
 def _live_read_model(settings: Settings) -> ReadModel:
     """The live read model (SQLite under the data dir, or the PostgreSQL schema)."""
-    from envbranch.stack import read_model_database
+    from envbranch.bootstrap import open_read_model
 
     _require(settings, "read_model.sqlite3", "live read model")
-    return ReadModel(read_model_database(settings), settings.digest_interval)
+    return open_read_model(settings)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -15,27 +15,15 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import Any
 
 import uvicorn
 
-from consumers.command_processor import CommandProcessor, ProcessorConfig
-from consumers.relay import Relay, RelayConfig
-from envbranch.event_store import open_event_store
+from envbranch import bootstrap
 from envbranch.readiness import Readiness, StartupFailed
 from envbranch.settings import Settings
 from envbranch.topics import ensure_topics, topic_plan
-from projections import queries
-from projections.api import create_app
-from projections.auth import ApiKeys
-from projections.gateway import CommandGateway
-from projections.read_model import ReadModel
-from projections.sql import Database
-from projections.vectors.edge import EdgeStore
 from projections.vectors.materializer import VectorMaterializer
-from projections.vectors.qdrant import QdrantStore
-from projections.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -43,39 +31,6 @@ COMPONENTS = ("command-processor", "relay", "projector", "vectors", "api")
 FAUST = {"projector", "vectors"}  # the components that are Faust agents
 # How long `envbranch up` waits for every component before giving up, in seconds.
 READY_TIMEOUT = 120.0
-
-
-def read_model_database(settings: Settings) -> Database:
-    if settings.event_store == "postgres":
-        return Database(postgres=settings.postgres, schema=settings.read_model_schema)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(sqlite_path=settings.data_dir / "read_model.sqlite3")
-
-
-def open_vectors(settings: Settings) -> VectorStore:
-    if settings.qdrant_url:
-        return QdrantStore.server(settings.qdrant_url)
-    return EdgeStore(settings.data_dir / "vectors")
-
-
-def prepare_vectors(settings: Settings, vectors: VectorStore) -> VectorMaterializer:
-    if settings.event_store == "postgres":
-        db = Database(postgres=settings.postgres, schema=f"{settings.read_model_schema}_vectors")
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(sqlite_path=settings.data_dir / "vector_state.sqlite3")
-    materializer = VectorMaterializer(vectors, db)
-    materializer.create_schema()
-    return materializer
-
-
-def prepare_read_side(settings: Settings) -> tuple[Database, ReadModel, ApiKeys]:
-    db = read_model_database(settings)
-    read_model = ReadModel(db, settings.digest_interval)
-    read_model.create()
-    keys = ApiKeys(db)
-    keys.create_table()
-    return db, read_model, keys
 
 
 def bind_api_socket(settings: Settings) -> socket.socket:
@@ -101,18 +56,6 @@ def bind_api_socket(settings: Settings) -> socket.socket:
             "change ENVBRANCH_API_HOST or ENVBRANCH_API_PORT (or envbranch up --api-port)"
         ) from None
     return sock
-
-
-def event_store_position(settings: Settings) -> Callable[[], int]:
-    """Reads the event store's last position, opening the store on first use."""
-    store: list[Any] = []
-
-    def position() -> int:
-        if not store:
-            store.append(open_event_store(settings))
-        return int(store[0].recorder.max_notification_id() or 0)
-
-    return position
 
 
 class _ServerInALoop(uvicorn.Server):
@@ -141,17 +84,7 @@ async def serve_api(
 ) -> None:
     readiness = readiness or Readiness(["api"])
     api_socket = api_socket or bind_api_socket(settings)
-    db, _, keys = prepare_read_side(settings)
-    if materializer is None and settings.qdrant_url:
-        materializer = prepare_vectors(settings, open_vectors(settings))
-    gateway = CommandGateway(
-        bootstrap_servers,
-        settings.topics,
-        lambda command_id: queries.command_receipt(db, command_id),
-        timeout=settings.command_timeout,
-    )
-    app = create_app(db, gateway, keys, materializer, readiness)
-    app.state.max_body_bytes = settings.max_command_bytes  # a larger body is no command
+    app = bootstrap.build_api(settings, bootstrap_servers, materializer, readiness)
     config = uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
     )
@@ -211,27 +144,12 @@ async def run_components(
     runners: list[Any] = []
     for name in components:
         if name == "command-processor":
-            processor = CommandProcessor(
-                open_event_store(settings),
-                ProcessorConfig(
-                    bootstrap_servers,
-                    topics=topics,
-                    group_id=settings.processor_group,
-                    max_command_bytes=settings.max_command_bytes,
-                ),
-                ensure_topics=recreate_topics,
-                ready=readiness.event(name),
+            processor = bootstrap.command_processor(
+                settings, bootstrap_servers, readiness, recreate_topics
             )
-            readiness.follow(name, partitions=processor.partition_progress)
             runners.append(processor.run(stop))
         elif name == "relay":
-            relay = Relay(
-                open_event_store(settings),
-                RelayConfig(bootstrap_servers, topics=topics, page_size=settings.relay_page_size),
-                ensure_topic=recreate_topics,
-                ready=readiness.event(name),
-            )
-            readiness.follow(name, position=partial(getattr, relay, "published"))
+            relay = bootstrap.relay(settings, bootstrap_servers, readiness, recreate_topics)
             runners.append(relay.run(stop))
         elif name == "api":
             runners.append(
@@ -272,7 +190,7 @@ def run(
         raise ValueError(f"unknown component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
     if "api" in components and api_socket is None:
         api_socket = bind_api_socket(settings)
-    readiness = Readiness(components, event_store_position(settings))
+    readiness = Readiness(components, bootstrap.event_store_position(settings))
     if FAUST & set(components):
         _run_in_faust_worker(
             settings, bootstrap_servers, components, readiness, api_socket, on_ready, ready_timeout
@@ -312,25 +230,12 @@ def _run_in_faust_worker(
     on_ready: Callable[[], None] | None,
     ready_timeout: float,
 ) -> None:
-    import faust
-
-    from projections.faust_app import create_faust_app
+    import faust  # slow to import: only where it runs
 
     # The events topic must exist before the agents subscribe to it.
     plan = topic_plan(settings.topics, settings.command_partitions)
     asyncio.run(ensure_topics(bootstrap_servers, plan))
-    read_model = prepare_read_side(settings)[1] if "projector" in components else None
-    materializer = None
-    if "vectors" in components:
-        materializer = prepare_vectors(settings, open_vectors(settings))
-    faust_dir = settings.data_dir / "faust"
-    app = create_faust_app(
-        bootstrap_servers, settings.topics, read_model, faust_dir, materializer=materializer
-    )
-    if read_model is not None:
-        readiness.follow("projector", position=read_model.position)
-    if materializer is not None:
-        readiness.follow("vectors", position=materializer.position)
+    app, materializer = bootstrap.faust_app(settings, bootstrap_servers, components, readiness)
     agents = [c for c in components if c in FAUST]
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's handler type

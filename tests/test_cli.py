@@ -110,8 +110,8 @@ def test_bad_settings_end_with_a_message_not_a_traceback(tmp_path: Path) -> None
 
 
 def test_keys_create_prints_a_key_that_the_read_model_accepts(tmp_path: Path) -> None:
+    from envbranch.bootstrap import prepare_read_side
     from envbranch.settings import Settings
-    from envbranch.stack import prepare_read_side
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBRANCH_", "KAFKA_"))}
     env["ENVBRANCH_DATA_DIR"] = str(tmp_path)

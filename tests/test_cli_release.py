@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
+from envbranch.bootstrap import open_read_model
 from envbranch.cli import main as cli_main
 from envbranch.settings import Settings
-from envbranch.stack import read_model_database
-from projections.read_model import ReadModel
 from tests.conftest import LiveStack
 
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
@@ -198,7 +197,7 @@ def test_checkpoint_prints_the_position_and_its_digests(world: World) -> None:
     assert match, done.stdout
     position = int(match.group(1))
     digests = dict(line.split() for line in done.stdout.splitlines()[1:])
-    live = ReadModel(read_model_database(Settings.from_env(world.env)))
+    live = open_read_model(Settings.from_env(world.env))
     assert digests == live.recorded_digests(position)
     assert {"audit", "namespaces", "refs"} <= digests.keys()
     live.db.close()

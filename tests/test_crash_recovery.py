@@ -14,8 +14,8 @@ import pytest
 from consumers.command_processor import tracking_name
 from contract.commands import command_from_document
 from domain.envelopes import Topics
+from envbranch.bootstrap import open_event_store
 from envbranch.broker import EmbeddedBroker, free_port
-from envbranch.event_store import open_event_store
 from envbranch.settings import Settings
 from envbranch.topics import ensure_topics, topic_plan
 from tests.support import (

@@ -18,12 +18,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from envbranch.bootstrap import build_api
 from envbranch.broker import EmbeddedBroker, free_port
 from envbranch.readiness import Readiness
 from envbranch.settings import Settings
-from envbranch.stack import COMPONENTS, prepare_read_side
-from projections.api import create_app
-from projections.gateway import CommandGateway
+from envbranch.stack import COMPONENTS
 from tests.support import wait_until
 
 BANNER = "envbranch is up."
@@ -200,11 +199,10 @@ def test_up_not_ready_in_time_names_what_it_waits_for_and_exits_non_zero(
 def test_ready_answers_503_until_every_component_is_ready_while_live_answers_at_once(
     tmp_path: Path,
 ) -> None:
-    db, _, keys = prepare_read_side(Settings(data_dir=tmp_path))
     readiness = Readiness(["command-processor", "relay", "api"], store_position=lambda: 7)
     readiness.follow("relay", position=lambda: 5)
-    gateway = CommandGateway("127.0.0.1:1", Settings().topics, lambda _: None)
-    client = TestClient(create_app(db, gateway, keys, None, readiness))  # no auth, no lifespan
+    app = build_api(Settings(data_dir=tmp_path), "127.0.0.1:1", None, readiness)
+    client = TestClient(app)  # no auth, no lifespan: no broker
 
     assert client.get("/v1/health/live").json() == {"status": "live"}
     not_ready = client.get("/v1/health/ready")
