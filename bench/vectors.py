@@ -17,30 +17,26 @@ under a temporary directory:
                 text_extractor, and with minilm_extractor when it is installed.
 
     python bench/vectors.py [--points 100000] [--queries 300] [--documents 2000]
+
+Part 3 is measured in bench/vectors_reembed.py; bench/timing.py holds the timing helpers.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import math
-import os
-import platform
-import statistics
-import sysconfig
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from machine import machine, version
+from timing import Deadline, percentile, timed
+from vectors_reembed import reembedding
 
 from projections.sql import Database
 from projections.vectors.edge import EdgeStore, to_edge_filter
-from projections.vectors.extractors import ExtractorError, FeatureExtractor, get_extractor
 from projections.vectors.store import Space, VectorPoint
 from projections.vectors.views import CopyOnWrite
 
@@ -48,30 +44,9 @@ DIM = 384
 SPACE = Space(DIM, "cosine")
 BATCH = 1024
 WARMUP_QUERIES = 10
-CLONE_REPEAT = 5
-T = TypeVar("T")
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-class Deadline:
-    """Raises TimeoutError from ``check`` once ``seconds`` have passed."""
-
-    def __init__(self, seconds: float, what: str) -> None:
-        self.seconds = seconds
-        self.what = what
-        self.end = time.monotonic() + seconds
-
-    def check(self) -> None:
-        if time.monotonic() > self.end:
-            raise TimeoutError(f"{self.what} did not finish within {self.seconds:.0f} s")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -102,12 +77,6 @@ def write_rows(
                 for k, i in enumerate(chunk)
             ],
         )
-
-
-def timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
 
 
 def header(args: argparse.Namespace) -> list[str]:
@@ -183,6 +152,24 @@ def queries_after_divergence(
     queries: int,
     seconds: float,
 ) -> None:
+    final, rows, hidden = diverge_clone_and_write_plain(cow, vectors, base, rng, seconds)
+    probes = unit_vectors(rng, queries + WARMUP_QUERIES)
+    # exact top-10 of the final documents, to tell how approximate each side's answers are
+    scores = probes[WARMUP_QUERIES:] @ final[rows].T
+    exact = [{doc_id(rows[j]) for j in np.argpartition(-row, 10)[:10]} for row in scores]
+    del scores
+    for v in probes[:WARMUP_QUERIES].tolist():
+        cow.search("clone", v)
+        cow.search("plain", v)
+    ms, found = time_clone_and_plain_searches(cow, probes[WARMUP_QUERIES:].tolist(), exact, seconds)
+    print_query_latencies(ms, found, hidden, queries)
+
+
+def diverge_clone_and_write_plain(
+    cow: CopyOnWrite, vectors: EdgeStore, base: np.ndarray, rng: np.random.Generator, seconds: float
+) -> tuple[np.ndarray, list[int], int]:
+    """A reuse clone of ``base`` with 5% overwritten and 5% deleted, and ``plain``: the
+    clone's final documents in one layer. Returns (final vectors, rows kept, hidden count)."""
     n = len(base)
     cow.reuse_clone("base", "clone")
     order = rng.permutation(n)
@@ -217,19 +204,18 @@ def queries_after_divergence(
         f"optimized in {opt_base:.1f} s / {opt_plain:.1f} s; documents clone {clone_count}, "
         f"plain {plain_count}"
     )
+    return final, rows, hidden
 
-    probes = unit_vectors(rng, queries + WARMUP_QUERIES)
-    # exact top-10 of the final documents, to tell how approximate each side's answers are
-    scores = probes[WARMUP_QUERIES:] @ final[rows].T
-    exact = [{doc_id(rows[j]) for j in np.argpartition(-row, 10)[:10]} for row in scores]
-    del scores
-    for v in probes[:WARMUP_QUERIES].tolist():
-        cow.search("clone", v)
-        cow.search("plain", v)
-    clone_ms, plain_ms, catalog_ms, translate_ms = [], [], [], []
+
+def time_clone_and_plain_searches(
+    cow: CopyOnWrite, probes: list[Any], exact: list[set[str]], seconds: float
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Milliseconds per search by side (clone, plain) and by part of a clone search (catalog,
+    translate); and how many of the exact top-10 each side found."""
+    ms: dict[str, list[float]] = {"clone": [], "plain": [], "catalog": [], "translate": []}
     found = {"clone": 0, "plain": 0}
     deadline = Deadline(seconds, "queries")
-    for v, truth in zip(probes[WARMUP_QUERIES:].tolist(), exact, strict=True):
+    for v, truth in zip(probes, exact, strict=True):
         deadline.check()  # the two sides interleaved, so drift hits both alike
         t0 = time.perf_counter()
         on_clone = cow.search("clone", v, limit=10)
@@ -240,12 +226,20 @@ def queries_after_divergence(
         t3 = time.perf_counter()
         to_edge_filter(visible)
         t4 = time.perf_counter()
-        clone_ms.append((t1 - t0) * 1000)
-        plain_ms.append((t2 - t1) * 1000)
-        catalog_ms.append((t3 - t2) * 1000)
-        translate_ms.append((t4 - t3) * 1000)
+        ms["clone"].append((t1 - t0) * 1000)
+        ms["plain"].append((t2 - t1) * 1000)
+        ms["catalog"].append((t3 - t2) * 1000)
+        ms["translate"].append((t4 - t3) * 1000)
         found["clone"] += len(truth & {h.id for h in on_clone})
         found["plain"] += len(truth & {h.id for h in on_plain})
+    return ms, found
+
+
+def print_query_latencies(
+    latency_ms: dict[str, list[float]], found: dict[str, int], hidden: int, queries: int
+) -> None:
+    clone_ms, plain_ms = latency_ms["clone"], latency_ms["plain"]
+    catalog_ms, translate_ms = latency_ms["catalog"], latency_ms["translate"]
 
     def line(name: str, ms: list[float]) -> str:
         return f"p50 {percentile(ms, 50):7.2f} ms   p99 {percentile(ms, 99):7.2f} ms   {name}"
@@ -266,129 +260,6 @@ def queries_after_divergence(
     print(
         f"  recall@10 against exact search: clone {found['clone'] / (10 * queries):.1%}, "
         f"plain {found['plain'] / (10 * queries):.1%} (random {DIM}-d vectors: HNSW's worst case)"
-    )
-
-
-# --- 3. reuse clone against re-embedding -----------------------------------
-
-
-def stdlib_docstrings(count: int) -> tuple[list[str], str]:
-    """Up to ``count`` distinct docstrings of the standard library, in a fixed order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
-    texts: list[str] = []
-    seen: set[str] = set()
-    for path in sorted(root.rglob("*.py")):
-        if skip & set(path.relative_to(root).parts):
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if not isinstance(
-                node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
-            ):
-                continue
-            doc = ast.get_docstring(node)
-            if doc and len(doc) >= 40 and doc not in seen:
-                seen.add(doc)
-                texts.append(doc)
-                if len(texts) == count:
-                    return texts, f"docstrings of the Python {platform.python_version()} stdlib"
-    words = [
-        "the",
-        "a",
-        "copy",
-        "layer",
-        "view",
-        "store",
-        "point",
-        "vector",
-        "clone",
-        "query",
-        "index",
-        "write",
-        "read",
-    ]
-    rng = np.random.default_rng(0)
-    while len(texts) < count:  # only on a stripped-down Python without enough sources
-        texts.append(" ".join(rng.choice(words, 20)) + f" {len(texts)}.")
-    return texts, "stdlib docstrings topped up with generated sentences"
-
-
-def chunks(texts: Sequence[str], size: int) -> Iterator[tuple[int, Sequence[str]]]:
-    for start in range(0, len(texts), size):
-        yield start, texts[start : start + size]
-
-
-def embed_into(
-    cow: CopyOnWrite, extractor: FeatureExtractor, collection: str, texts: Sequence[str]
-) -> tuple[float, float]:
-    """Embed every text and write it into a new collection; (embed s, write s)."""
-    cow.create(collection, extractor.signature, extractor.space)
-    deadline = Deadline(3600, f"embedding with {extractor.name}")
-    embed = write = 0.0
-    for start, batch in chunks(texts, 256):
-        deadline.check()
-        t0 = time.perf_counter()
-        embedded = extractor.embed(batch)
-        t1 = time.perf_counter()
-        cow.write(
-            collection,
-            [
-                VectorPoint(f"text-{start + k}", vector, {"chars": len(text)})
-                for k, (text, vector) in enumerate(zip(batch, embedded, strict=True))
-            ],
-        )
-        t2 = time.perf_counter()
-        embed += t1 - t0
-        write += t2 - t1
-    return embed, write
-
-
-def reembedding(cow: CopyOnWrite, count: int) -> None:
-    texts, origin = stdlib_docstrings(count)
-    chars = statistics.mean(len(t) for t in texts)
-    hashing = get_extractor({"feature_extractor_name": "text_extractor"})
-    embed, write = embed_into(cow, hashing, "texts", texts)
-    print(
-        f"  setup: {len(texts)} {origin}, mean {chars:.0f} chars; written with text_extractor "
-        f"in {embed + write:.2f} s"
-    )
-    clone_times = []
-    for i in range(CLONE_REPEAT):
-        _, seconds = timed(cow.reuse_clone, "texts", f"texts-clone-{i}")
-        clone_times.append(seconds)
-    clone = statistics.median(clone_times)
-    sees = cow.count("texts-clone-0")
-    print(
-        f"  (a) reuse clone:                   {clone * 1000:9.2f} ms "
-        f"(median of {CLONE_REPEAT}; the clone sees {sees} documents)"
-    )
-
-    embed, write = embed_into(cow, hashing, "texts-rehashed", texts)
-    total = embed + write
-    print(
-        f"  (b) re-embed, text_extractor:      {total * 1000:9.2f} ms "
-        f"(embed {embed:.2f} s + write {write:.2f} s) = {total / clone:8.0f} x the reuse clone"
-    )
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar while loading
-    try:
-        minilm = get_extractor({"feature_extractor_name": "minilm_extractor"})
-        _, load = timed(minilm.embed, ["warm up: load the model before the clock starts"])
-    except (ExtractorError, ImportError, OSError) as exc:
-        print(f"  (c) re-embed, minilm_extractor:    skipped: {exc}")
-        return
-    embed, write = embed_into(cow, minilm, "texts-minilm", texts)
-    total = embed + write
-    print(
-        f"  (c) re-embed, minilm_extractor:    {total * 1000:9.2f} ms "
-        f"(embed {embed:.2f} s + write {write:.2f} s) = {total / clone:8.0f} x the reuse clone "
-        f"(model load {load:.1f} s, not counted)"
     )
 
 

@@ -248,6 +248,15 @@ def _check_threshold(
             )
         ]
     value = float(candidate[metric])
+    failures = _absolute_failures(threshold, value)
+    if threshold.is_relative:
+        failures.extend(_relative_failures(threshold, value, baseline))
+    return failures
+
+
+def _absolute_failures(threshold: Threshold, value: float) -> list[GateFailure]:
+    """The ``min`` and ``max`` rules: the candidate's value alone against the limits."""
+    metric = threshold.metric
     failures: list[GateFailure] = []
     if threshold.min is not None and not value >= threshold.min - EPSILON:
         failures.append(
@@ -273,21 +282,26 @@ def _check_threshold(
                 f"{metric} is {value:.4f}, above the ceiling of {threshold.max:.4f}",
             )
         )
-    if not threshold.is_relative:
-        return failures
+    return failures
+
+
+def _relative_failures(
+    threshold: Threshold, value: float, baseline: Mapping[str, float] | None
+) -> list[GateFailure]:
+    """The ``min_change`` and ``max_change`` rules: the candidate against the baseline."""
+    metric = threshold.metric
     rules = " and ".join(r for r in _RELATIVE_RULES if getattr(threshold, r) is not None)
     if baseline is None:
-        failures.append(
+        return [
             _missing(
                 threshold,
                 value,
                 None,
                 f"{metric} has a relative rule ({rules}) but there is no baseline to compare with",
             )
-        )
-        return failures
+        ]
     if metric not in baseline:
-        failures.append(
+        return [
             _missing(
                 threshold,
                 value,
@@ -295,35 +309,26 @@ def _check_threshold(
                 f"{metric} has a relative rule ({rules}) but is missing from the baseline's "
                 f"metrics; available: {_names(baseline)}",
             )
-        )
-        return failures
+        ]
     base = float(baseline[metric])
     change = relative_change(value, base)
+    failures: list[GateFailure] = []
     if threshold.min_change is not None and not change >= threshold.min_change - EPSILON:
         failures.append(
-            GateFailure(
-                metric,
-                "min_change",
-                threshold.min_change,
-                value,
-                base,
-                change,
-                _change_message(metric, "min_change", threshold.min_change, value, base, change),
-            )
+            _change_failure(threshold, "min_change", threshold.min_change, value, base, change)
         )
     if threshold.max_change is not None and not change <= threshold.max_change + EPSILON:
         failures.append(
-            GateFailure(
-                metric,
-                "max_change",
-                threshold.max_change,
-                value,
-                base,
-                change,
-                _change_message(metric, "max_change", threshold.max_change, value, base, change),
-            )
+            _change_failure(threshold, "max_change", threshold.max_change, value, base, change)
         )
     return failures
+
+
+def _change_failure(
+    threshold: Threshold, rule: str, limit: float, candidate: float, baseline: float, change: float
+) -> GateFailure:
+    message = _change_message(threshold.metric, rule, limit, candidate, baseline, change)
+    return GateFailure(threshold.metric, rule, limit, candidate, baseline, change, message)
 
 
 def _missing(

@@ -15,12 +15,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from domain.envelopes import Topics, read_event
+from envbranch.bootstrap import prepare_read_side
 from envbranch.broker import EmbeddedBroker
 from envbranch.publisher import publish_command
 from envbranch.readiness import StartupFailed
 from envbranch.release_cli import cmd_audit, cmd_checkpoint, cmd_diff, cmd_replay
 from envbranch.settings import Settings
-from envbranch.stack import COMPONENTS, READY_TIMEOUT, bind_api_socket, prepare_read_side, run
+from envbranch.stack import COMPONENTS, READY_TIMEOUT, bind_api_socket, run
 from projections.auth import ApiKeys
 
 
@@ -180,12 +181,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``envbranch`` argument parser: one subcommand per ``cmd_*`` function."""
     parser = argparse.ArgumentParser(
         prog="envbranch", description="Environment branching for AI retrieval pipelines."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
+    # The order here is the order of `envbranch --help`.
+    for add_subcommand in (
+        _add_up,
+        _add_serve,
+        _add_publish,
+        _add_keys,
+        _add_events,
+        _add_replay,
+        _add_audit,
+        _add_diff,
+        _add_checkpoint,
+        _add_demo,
+    ):
+        add_subcommand(sub)
+    return parser
 
+
+_Subcommands = argparse._SubParsersAction  # what add_subparsers returns
+
+
+def _add_up(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help=cmd_up.__doc__)
     up.add_argument("--port", type=int, default=None, help="embedded broker port (default: free)")
     up.add_argument(
@@ -200,10 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
 
+
+def _add_serve(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help=cmd_serve.__doc__)
     serve.add_argument("components", nargs="+", choices=COMPONENTS)
     serve.set_defaults(func=cmd_serve)
 
+
+def _add_publish(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     publish = sub.add_parser("publish", help=cmd_publish.__doc__)
     publish.add_argument("file", nargs="?", default="-", help="command JSON file, or - for stdin")
     publish.add_argument(
@@ -213,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
     publish.set_defaults(func=cmd_publish)
 
+
+def _add_keys(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys", required=True)
     create_key = keys.add_parser("create", help=cmd_keys_create.__doc__)
     create_key.add_argument("principal", help="who the key acts as (the actor on its events)")
@@ -221,11 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create_key.set_defaults(func=cmd_keys_create)
 
+
+def _add_events(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     events = sub.add_parser("events", help=cmd_events.__doc__)
     events.add_argument("--follow", "-f", action="store_true", help="keep reading new events")
     events.add_argument("--json", action="store_true", help="print the raw JSON envelopes")
     events.set_defaults(func=cmd_events)
 
+
+def _add_replay(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser("replay", help=cmd_replay.__doc__)
     replay.add_argument(
         "--until",
@@ -244,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
 
+
+def _add_audit(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help=cmd_audit.__doc__)
     audit.add_argument("--resource", metavar="ID", help="events of this resource (aggregate)")
     audit.add_argument("--actor", help="events caused by this principal")
@@ -258,23 +292,28 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     audit.set_defaults(func=cmd_audit)
 
+
+def _add_diff(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     diff = sub.add_parser("diff", help=cmd_diff.__doc__)
     diff.add_argument("from_", metavar="FROM", help="a namespace (ID or name) or a resource ID")
     diff.add_argument("to", metavar="TO", help="the same kind as FROM")
     diff.add_argument("--json", action="store_true", help="print the API's JSON answer")
     diff.set_defaults(func=cmd_diff)
 
+
+def _add_checkpoint(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     checkpoint = sub.add_parser("checkpoint", help=cmd_checkpoint.__doc__)
     checkpoint.add_argument("--reason", default="", help="recorded with the checkpoint")
     checkpoint.set_defaults(func=cmd_checkpoint)
 
+
+def _add_demo(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument(
         "--data-dir", type=Path, default=None, help="data directory (default: a fresh temp dir)"
     )
     demo.add_argument("--keep", action="store_true", help="keep the data directory afterwards")
     demo.set_defaults(func=cmd_demo)
-    return parser
 
 
 def _positive(text: str) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from projections.vectors import extractors
+from projections.vectors import extractors, minilm_extractor
 from projections.vectors.extractors import (
     EMBEDDINGS_INSTALL_HINT,
     FeatureExtractor,
@@ -325,7 +325,7 @@ def test_a_missing_embeddings_extra_is_a_clear_error_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        extractors, "_MINILM_MODULES", ("sentence_transformers", "envbranch_no_such_module")
+        minilm_extractor, "_MINILM_MODULES", ("sentence_transformers", "envbranch_no_such_module")
     )
     with pytest.raises(MissingDependency) as caught:
         get_extractor(MINILM)
@@ -342,7 +342,7 @@ def test_a_lazy_value_is_made_once_when_threads_race_for_it() -> None:
         time.sleep(0.05)
         return object()
 
-    once = extractors._Once(make)
+    once = minilm_extractor._Once(make)
     results: list[object] = []
     threads = [threading.Thread(target=lambda: results.append(once.get())) for _ in range(8)]
     for thread in threads:
