@@ -15,6 +15,8 @@ WORKDIR /src
 # leftovers such as *.egg-info stay out of the image this way).
 COPY pyproject.toml README.md ./
 COPY domain/ domain/
+COPY contract/ contract/
+COPY application/ application/
 COPY consumers/ consumers/
 COPY projections/ projections/
 COPY envbranch/ envbranch/
