@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Recording, Tracking
 from eventsourcing.projection import EventSourcedProjection
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, strtobool
 
+from application import log_index
 from application.handlers import HANDLERS
 from application.unit import Unit
 from contract.commands import Command
-from domain.base import Aggregate
+from domain.base import Aggregate, Snapshot
 from domain.bucket import Bucket
 from domain.collection import Collection
 from domain.errors import CommandRejected, ErrorCode
+from domain.namespace import Namespace
 from domain.receipts import CommandReceipt
+from domain.refs import Ref
 from domain.tasks import ApplyTaxonomyTask, CloneTask
 
 log = logging.getLogger(__name__)
@@ -49,25 +54,68 @@ class Environments(EventSourcedProjection[str]):
     """The write side of every environment."""
 
     name = "envbranch"
-    env: ClassVar[dict[str, str]] = {"ORIGINATOR_ID_TYPE": "text"}
+    env: ClassVar[dict[str, str]] = {
+        "ORIGINATOR_ID_TYPE": "text",
+        # Aggregates stay in memory between commands, so a command's cost does not grow
+        # with the history of what it touches. A cached aggregate is brought up to date
+        # from the store before each use (fast-forward: only the events after its
+        # version), so another processor's writes are never missed; a decision made on
+        # state that moved on meanwhile fails to save (optimistic concurrency) and is
+        # retried on fresh state. A command works on the cached objects themselves (not
+        # copies: see Unit.get), so one that fails evicts what it touched (``_forget``).
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        # A processor that has not cached an aggregate (it just started, or a rebalance
+        # gave it the partition) loads it from its latest snapshot: see snapshot_every.
+        "IS_SNAPSHOTTING_ENABLED": "y",
+    }
+    # The aggregates whose history grows for as long as they live, and every how many of
+    # their versions their state is snapshotted. Others (tasks, receipts, name claims)
+    # have a handful of events each.
+    snapshot_every: ClassVar[dict[type[Aggregate], int]] = {
+        Namespace: 200,
+        Collection: 200,
+        Bucket: 200,
+        Ref: 200,
+    }
     max_conflict_retries = 20
     # An event must fit one Kafka message on envbranch.events with room for its envelope
     # (the relay publishes up to 900 KiB per batch; brokers default to ~1 MiB a message).
     max_event_bytes = 800 * 1024
 
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._executing = threading.Lock()  # cached aggregates are shared: one command at a time
+        if strtobool(self.env.get("CREATE_TABLE") or "yes"):
+            log_index.create_indexes(self.recorder)
+
     def execute(self, command: Command, tracking: Tracking | None = None) -> Outcome:
         """Apply a command, retrying when another writer touched the same aggregates."""
-        for _ in range(self.max_conflict_retries):
-            try:
-                return self._execute_once(command, tracking)
-            except IntegrityError:
-                if tracking is not None and self.has_recorded(tracking):
-                    raise AlreadyProcessed(tracking) from None
-                log.info("conflict applying %s, retrying", command.command_id)
+        with self._executing:
+            for _ in range(self.max_conflict_retries):
+                unit = Unit(self.repository, self)
+                try:
+                    return self._execute_once(unit, command, tracking)
+                except IntegrityError:
+                    self._forget(unit)
+                    if tracking is not None and self.has_recorded(tracking):
+                        raise AlreadyProcessed(tracking) from None
+                    log.info("conflict applying %s, retrying", command.command_id)
+                except BaseException:
+                    self._forget(unit)
+                    raise
         raise RuntimeError(f"gave up on {command.command_id} after repeated conflicts")
 
-    def _execute_once(self, command: Command, tracking: Tracking | None) -> Outcome:
-        unit = Unit(self.repository, self)
+    def _forget(self, unit: Unit) -> None:
+        """Drop from the cache what a command that did not land has changed in memory
+        (what it only read stays: it is as the store has it)."""
+        cache = self.repository.cache
+        if cache is not None:
+            for aggregate_id in unit.changed():
+                with contextlib.suppress(KeyError):  # not cached: nothing to drop
+                    cache.get(aggregate_id, evict=True)
+
+    def _execute_once(self, unit: Unit, command: Command, tracking: Tracking | None) -> Outcome:
         receipt = unit.get(CommandReceipt.id_for(command.command_id), CommandReceipt)
         if receipt is not None:
             if receipt.body_digest != command.digest:
@@ -111,38 +159,60 @@ class Environments(EventSourcedProjection[str]):
                 )
         processing.collect_events(*events)
         recordings: list[Recording[str]] = self._record(processing)
+        self._take_due_snapshots(aggregates, events)
         return Outcome(positions=[r.notification.id for r in recordings])
 
+    def _take_due_snapshots(self, aggregates: dict[str, Aggregate], events: list[Any]) -> None:
+        """Snapshot the aggregates whose version passed a multiple of their interval, from
+        the object in memory (just saved: exactly the recorded state). After the events'
+        transaction: a snapshot lost to a crash only makes the next load longer."""
+        if self.snapshots is None:
+            return
+        due = {
+            event.originator_id
+            for event in events
+            if (every := self.snapshot_every.get(type(aggregates[event.originator_id])))
+            and event.originator_version % every == 0
+        }
+        for aggregate_id in sorted(due):
+            try:
+                self.snapshots.put([Snapshot.take(aggregates[aggregate_id])])
+            except Exception:  # noqa: BLE001 - an optimisation; the command has landed
+                log.warning("could not snapshot %s", aggregate_id, exc_info=True)
+
     def positions_of(self, aggregate_id: str, cls: type[Aggregate]) -> dict[int, int]:
-        """Version -> log position of an aggregate's stored events. Reads only events of
-        ``cls``'s types (meant for refs and namespaces, whose events are few)."""
-        positions: dict[int, int] = {}
-        start = 1
-        while batch := self.recorder.select_notifications(start, 1000, topics=_topics(cls)):
-            for n in batch:
-                if n.originator_id == aggregate_id:
-                    positions[n.originator_version] = n.id
-            start = batch[-1].id + 1
-        return positions
+        """Version -> log position of an aggregate's stored events: one read of that
+        aggregate's rows through the store's (originator_id, version) key, however long
+        the log is."""
+        topics = set(_topics(cls))
+        return {
+            version: position
+            for version, position, topic in log_index.versions_of(self.recorder, aggregate_id)
+            if topic in topics
+        }
 
     def data_changes_after(self, position: int, aggregate_ids: set[str]) -> dict[str, int]:
-        """The first position after ``position`` at which each of these collections' or
-        buckets' documents or objects changed; reads only events after ``position``."""
+        """The latest position after ``position`` at which each of these collections' or
+        buckets' documents or objects changed. Their own changes: the latest such event
+        of each, read from its newest back; changes a task made in a collection (a deep
+        copy, a taxonomy applied): the tasks' events after ``position``, through the
+        topic index. Neither reads the log in between."""
         found: dict[str, int] = {}
+        for aggregate_id in aggregate_ids:
+            latest = log_index.latest_of(self.recorder, aggregate_id, OWN_DATA_TOPICS)
+            if latest is not None and latest > position:
+                found[aggregate_id] = latest
         works_on: dict[str, str] = {}  # task -> the collection it writes into
-        start = position + 1
-        while batch := self.recorder.select_notifications(start, 1000, topics=DATA_TOPICS):
-            for n in batch:
-                changed = str(n.originator_id)
-                if n.topic == COPY_TOPIC:  # a deep copy filling a cloned collection
-                    changed = str(vars(self.mapper.to_domain_event(n))["collection_id"])
-                elif n.topic in TASK_TOPICS:  # its writes land in a collection's points
-                    if changed not in works_on:
-                        works_on[changed] = self._collection_of_task(changed)
-                    changed = works_on[changed]
-                if changed in aggregate_ids:
-                    found[changed] = n.id  # the latest change wins
-            start = batch[-1].id + 1
+        for row in log_index.of_topics_after(self.recorder, TASK_DATA_TOPICS, position):
+            changed = str(row.event.originator_id)
+            if row.event.topic == COPY_TOPIC:  # a deep copy filling a cloned collection
+                changed = str(vars(self.mapper.to_domain_event(row.event))["collection_id"])
+            else:  # a taxonomy's writes land in a collection's points
+                if changed not in works_on:
+                    works_on[changed] = self._collection_of_task(changed)
+                changed = works_on[changed]
+            if changed in aggregate_ids:
+                found[changed] = max(found.get(changed, 0), row.position)
         return found
 
     def _collection_of_task(self, task_id: str) -> str:
@@ -162,10 +232,6 @@ class Environments(EventSourcedProjection[str]):
         return self.recorder.max_tracking_id(application_name)
 
 
-def _topic_of(cls: type[Aggregate], name: str) -> str:
-    return get_topic(getattr(cls, name))
-
-
 def _topics(cls: type[Aggregate]) -> list[str]:
     return [
         get_topic(v)
@@ -176,20 +242,19 @@ def _topics(cls: type[Aggregate]) -> list[str]:
 
 # Events that change what a collection holds (or the objects it is made from).
 # Taxonomy application writes enrichment into a collection's points as it goes.
-TASK_TOPICS = frozenset(_topics(ApplyTaxonomyTask))
-DATA_TOPICS = [
-    *(
-        get_topic(getattr(cls, name))
-        for cls, name in (
-            (Collection, "DocumentsWritten"),
-            (Collection, "DocumentsDeleted"),
-            (Collection, "ReprocessStarted"),
-            (Collection, "Reprocessed"),
-            (Bucket, "ObjectsAdded"),
-        )
-    ),
-    *sorted(TASK_TOPICS),
-    COPY_TOPIC := _topic_of(CloneTask, "CopyProgressed"),
+OWN_DATA_TOPICS = [
+    get_topic(event)
+    for event in (
+        Collection.DocumentsWritten,
+        Collection.DocumentsDeleted,
+        Collection.ReprocessStarted,
+        Collection.Reprocessed,
+        Bucket.ObjectsAdded,
+    )
+]
+TASK_DATA_TOPICS = [
+    *sorted(_topics(ApplyTaxonomyTask)),
+    COPY_TOPIC := get_topic(CloneTask.CopyProgressed),
 ]
 
 

@@ -29,6 +29,7 @@ class Unit:
     def __init__(self, repository: Repository, log: EventLog | None = None) -> None:
         self._repository = repository
         self._touched: dict[str, Aggregate] = {}
+        self._loaded_at: dict[str, int] = {}  # the version each loaded aggregate had
         self.namespace_id: str | None = None  # the namespace the command acts in
         self._log = log
 
@@ -55,6 +56,10 @@ class Unit:
     def aggregates(self) -> list[Aggregate]:
         return list(self._touched.values())
 
+    def changed(self) -> list[str]:
+        """The loaded aggregates this command has changed (in memory, saved or not)."""
+        return [i for i, v in self._loaded_at.items() if self._touched[i].version != v]
+
     def add(self, *aggregates: Aggregate) -> None:
         for aggregate in aggregates:
             self._touched[aggregate.id] = aggregate
@@ -67,10 +72,13 @@ class Unit:
     def get(self, aggregate_id: str, cls: type[A]) -> A | None:
         if aggregate_id not in self._touched:
             try:
-                aggregate: Aggregate = self._repository.get(aggregate_id)
+                # The cached object itself, not a copy: copying a large aggregate would
+                # cost what the cache saves. A failed command evicts what it touched.
+                aggregate: Aggregate = self._repository.get(aggregate_id, deepcopy_from_cache=False)
             except AggregateNotFoundError:
                 return None
             self._touched[aggregate_id] = aggregate
+            self._loaded_at[aggregate_id] = aggregate.version
         found = self._touched[aggregate_id]
         return found if isinstance(found, cls) else None
 

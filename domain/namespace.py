@@ -39,8 +39,10 @@ class Namespace(Entity, created_event_name="Created"):
         self.description = description
         self.source_namespace_id: str | None = None
         self.clone_task_id: str | None = None
-        # kind -> resource id -> name
+        # kind -> resource id -> name, and the other way round (a lookup by name does not
+        # walk the catalogue: a namespace may hold thousands of resources)
         self.resources: dict[str, dict[str, str]] = {kind.value: {} for kind in RESOURCE_KINDS}
+        self.names: dict[str, dict[str, str]] = {kind.value: {} for kind in RESOURCE_KINDS}
 
     @property
     def namespace_id(self) -> str:
@@ -73,10 +75,7 @@ class Namespace(Entity, created_event_name="Created"):
 
     def find(self, kind: Kind, name: str) -> str | None:
         """The ID of the resource of this kind that goes by this name here."""
-        for resource_id, resource_name in self.resources.get(kind.value, {}).items():
-            if resource_name == name:
-                return resource_id
-        return None
+        return self.names.get(kind.value, {}).get(name)
 
     def holds(self, kind: Kind, resource_id: str) -> bool:
         return resource_id in self.resources.get(kind.value, {})
@@ -106,10 +105,13 @@ class Namespace(Entity, created_event_name="Created"):
     def _resource_added(self, kind: str, resource_id: str, name: str) -> None:
         # Kinds beyond RESOURCE_KINDS (evaluation sets) are catalogued on first use.
         self.resources.setdefault(kind, {})[resource_id] = name
+        self.names.setdefault(kind, {})[name] = resource_id
 
     @event("ResourceRenamed")
     def _resource_renamed(self, kind: str, resource_id: str, name: str) -> None:
+        del self.names[kind][self.resources[kind][resource_id]]
         self.resources[kind][resource_id] = name
+        self.names[kind][name] = resource_id
 
 
 class NamespaceName(Aggregate):
