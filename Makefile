@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/json_limits.py
+	$(BIN)/python bench/growth.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from application.environments import Environments
 from contract.commands import command_from_document
+from domain.base import Aggregate
+from domain.collection import Collection
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind
 from domain.namespace import Namespace
@@ -126,3 +128,26 @@ _SEARCH = {"stage_name": "search", "config": {"stage_id": "feature_search"}}
 def _body(name: str, **more: Any) -> dict[str, Any]:
     body = {"namespace_identifier": "prod", "collection_name": name, "source": SOURCE}
     return {**body, "feature_extractor": EXTRACTOR, **more}
+
+
+class OftenSnapshotting(Environments):
+    name = Environments.name  # the same store: PostgreSQL names its tables after this
+    snapshot_every: ClassVar[dict[type[Aggregate], int]] = {Namespace: 3, Collection: 3}
+
+
+def test_a_processor_without_the_aggregate_in_memory_loads_it_from_its_snapshot(store):
+    writer = OftenSnapshotting(env=store)
+    setup(writer)
+    for i in range(7):
+        collection(writer, f"c{i}")
+    namespace_id = prod(writer).id
+
+    fresh = OftenSnapshotting(env={**store, "AGGREGATE_CACHE_MAXSIZE": ""})
+    assert fresh.snapshots is not None
+    latest = list(fresh.snapshots.get(namespace_id, desc=True, limit=1))
+    from_events = Environments(env={**store, "IS_SNAPSHOTTING_ENABLED": "n"})
+
+    assert latest and latest[0].originator_version == 9  # created, bucket, 7 collections
+    loaded = fresh.repository.get(namespace_id)
+    assert vars(loaded) == vars(from_events.repository.get(namespace_id))
+    assert loaded.find(Kind.COLLECTION, "c6") is not None
