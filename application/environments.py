@@ -71,7 +71,9 @@ class Environments(EventSourcedProjection[str]):
     }
     # The aggregates whose history grows for as long as they live, and every how many of
     # their versions their state is snapshotted. Others (tasks, receipts, name claims)
-    # have a handful of events each.
+    # have a handful of events each. A snapshot holds an aggregate's attributes as they
+    # are: a change to what one of these holds needs a class_version and an upcaster
+    # (eventsourcing's, see Snapshot.mutate), or the snapshots table emptied.
     snapshot_every: ClassVar[dict[type[Aggregate], int]] = {
         Namespace: 200,
         Collection: 200,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 
@@ -18,7 +18,11 @@ class Row(NamedTuple):
 
 
 def create_indexes(recorder: Any) -> None:
-    """The topic index (idempotent); the key on (originator_id, version) exists already."""
+    """The topic index (idempotent); the key on (originator_id, version) exists already.
+    Nothing for a store that is neither SQLite nor PostgreSQL (eventsourcing's in-memory
+    store, in pure unit tests: it has no tables)."""
+    if not _is_sqlite(recorder) and not _is_postgres(recorder):
+        return
     table = recorder.events_table_name
     if _is_sqlite(recorder):
         with recorder.datastore.transaction(commit=True) as c:
@@ -28,8 +32,6 @@ def create_indexes(recorder: Any) -> None:
     statement = sql(
         "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (topic, notification_id)"
     )
-    from psycopg import errors
-
     try:
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
@@ -40,8 +42,8 @@ def create_indexes(recorder: Any) -> None:
                 )
             )
             conn.commit()
-    except (errors.UniqueViolation, errors.DuplicateTable):
-        pass  # processes starting together: another one created it just now
+    except IntegrityError:  # the store's wrapping of a unique violation in the catalogue:
+        pass  # processes starting together, and another one created it just now
 
 
 def versions_of(recorder: Any, aggregate_id: str) -> list[tuple[int, int, str]]:
@@ -105,6 +107,14 @@ def _select(recorder: Any, columns: str, where: str, params: list[Any]) -> list[
 
 def _is_sqlite(recorder: Any) -> bool:
     return isinstance(recorder, SQLiteAggregateRecorder)
+
+
+def _is_postgres(recorder: Any) -> bool:
+    try:
+        from eventsourcing.postgres import PostgresAggregateRecorder  # needs the extra
+    except ImportError:
+        return False
+    return isinstance(recorder, PostgresAggregateRecorder)
 
 
 def _psycopg_sql() -> tuple[Any, Any]:

@@ -121,6 +121,15 @@ def namespace(app: Environments) -> str:
     return name
 
 
+def with_docs(app: Environments) -> tuple[str, int]:
+    """A new namespace with a collection "docs"; and the position it was created at."""
+    ns = namespace(app)
+    body = {"namespace_identifier": ns, "collection_name": "docs"}
+    source = {"type": "bucket", "bucket_ids": ["raw"]}
+    create = {**body, "source": source, "feature_extractor": EXTRACTOR}
+    return ns, timed(app, "collections.create", create)[1]
+
+
 def case_resources(app: Environments, total: int) -> tuple[float, float]:
     ns = namespace(app)
     source = {"type": "bucket", "bucket_ids": ["raw"]}
@@ -136,10 +145,7 @@ def case_resources(app: Environments, total: int) -> tuple[float, float]:
 
 
 def case_documents(app: Environments, total: int) -> tuple[float, float]:
-    ns = namespace(app)
-    body = {"namespace_identifier": ns, "collection_name": "docs"}
-    source = {"type": "bucket", "bucket_ids": ["raw"]}
-    run(app, "collections.create", {**body, "source": source, "feature_extractor": EXTRACTOR})
+    ns, _ = with_docs(app)
     docs = [{"text": f"document {i} " * 20} for i in range(10)]
 
     def step(_: int) -> float:
@@ -150,10 +156,7 @@ def case_documents(app: Environments, total: int) -> tuple[float, float]:
 
 
 def case_ref_moves(app: Environments, total: int) -> tuple[float, float]:
-    ns = namespace(app)
-    body = {"namespace_identifier": ns, "collection_name": "docs"}
-    source = {"type": "bucket", "bucket_ids": ["raw"]}
-    run(app, "collections.create", {**body, "source": source, "feature_extractor": EXTRACTOR})
+    ns, _ = with_docs(app)
     for name in ("a", "b"):
         retriever = {"namespace_identifier": ns, "retriever_name": name, "stages": [SEARCH]}
         run(app, "retrievers.create", {**retriever, "collection_identifiers": ["docs"]})
@@ -172,10 +175,7 @@ def case_history(app: Environments, events: int) -> list[tuple[str, float, float
     after the position), timed on the same log. Early and late each work on a namespace
     and a ref of their own, made alike at the start, so that only the log differs."""
     early_subject, late_subject = subject(app), subject(app)
-    source = {"type": "bucket", "bucket_ids": ["raw"]}
-    filler = namespace(app)  # the rest of the log: another team's document writes
-    body = {"namespace_identifier": filler, "collection_name": "docs", "source": source}
-    run(app, "collections.create", {**body, "feature_extractor": EXTRACTOR})
+    filler, _ = with_docs(app)  # the rest of the log: another team's document writes
     write = {"namespace_identifier": filler, "collection_identifier": "docs"}
     write["documents"] = [{"text": "filler"}]
     early = medians(app, *early_subject)
@@ -184,15 +184,12 @@ def case_history(app: Environments, events: int) -> list[tuple[str, float, float
     late = medians(app, *late_subject)
     labels = ("refs.rollback by position", "collections.clone as of a position")
     rows = [(label, e, lt) for label, e, lt in zip(labels, early, late, strict=False)]
-    return [*rows, ("  before: a scan of the log after it", early[2], late[2])]
+    return [*rows, ("  before: every data event after it", early[2], late[2])]
 
 
 def subject(app: Environments) -> tuple[str, int, int]:
     """A namespace with a collection and a ref; where each was created."""
-    ns = namespace(app)
-    source = {"type": "bucket", "bucket_ids": ["raw"]}
-    body = {"namespace_identifier": ns, "collection_name": "docs", "source": source}
-    _, docs_at = timed(app, "collections.create", {**body, "feature_extractor": EXTRACTOR})
+    ns, docs_at = with_docs(app)
     for name in ("a", "b"):
         retriever = {"namespace_identifier": ns, "retriever_name": name, "stages": [SEARCH]}
         run(app, "retrievers.create", {**retriever, "collection_identifiers": ["docs"]})

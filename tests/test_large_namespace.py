@@ -76,3 +76,4 @@ def test_a_namespace_of_thousands_of_resources_clones_completely(tmp_path):
         assert isinstance(retriever, Retriever)
         expected = [clone.find(Kind.COLLECTION, f"c{j}") for j in (i, i + 1)]
         assert retriever.collection_ids == expected  # references point into the clone
+    app.close()

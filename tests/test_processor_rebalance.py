@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from application.environments import Environments
 from consumers.command_processor import CommandProcessor, tracking_name
 from domain.ids import Kind
 from domain.namespace import NamespaceName
@@ -84,14 +85,10 @@ async def publish(
         await producer.stop()
 
 
-def positions(settings: Settings, cluster_id: str) -> dict[int, int | None]:
+def positions(store: Environments, settings: Settings, cluster_id: str) -> dict[int, int | None]:
     """How far the processors have recorded each partition, in the store."""
-    app = open_event_store(settings)
-    try:
-        name = tracking_name
-        return {p: app.last_position(name(cluster_id, settings.topics.commands, p)) for p in (0, 1)}
-    finally:
-        app.close()
+    name = tracking_name
+    return {p: store.last_position(name(cluster_id, settings.topics.commands, p)) for p in (0, 1)}
 
 
 def outcomes(settings: Settings, bootstrap: str) -> tuple[collections.Counter[str], list[str]]:
@@ -170,7 +167,7 @@ def test_two_processors_sharing_a_namespace_while_partitions_move(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DEADLINE
         while True:
-            now = await asyncio.to_thread(positions, settings, broker.cluster_id)
+            now = await asyncio.to_thread(positions, reader, settings, broker.cluster_id)
             if {p: now[p] for p in ends} == ends:
                 return
             if loop.time() > deadline:
@@ -199,7 +196,11 @@ def test_two_processors_sharing_a_namespace_while_partitions_move(
         await again.halt()
         await one.halt()
 
-    asyncio.run(scenario())
+    reader = open_event_store(settings)  # the test's own look at the store
+    try:
+        asyncio.run(scenario())
+    finally:
+        reader.close()
 
     per_command, rejected = outcomes(settings, bootstrap)
     every = [document for _, document in setup] + [d for w in waves.values() for _, d in w]

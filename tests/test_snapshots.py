@@ -60,7 +60,8 @@ def apply(app: Environments, step: tuple[Any, ...]) -> None:
             body = {**ns, "collection_identifier": f"c{i}", "documents": docs}
             run(app, "collections.documents.write", body)
         case ("objects", n):
-            objects = [{"text": f"object {k}"} for k in range(n)]
+            # keyed: adding one again replaces it (the bucket keeps its keys)
+            objects = [{"text": f"object {k}", "key": f"k{k}"} for k in range(n)]
             run(app, "buckets.objects.add", {**ns, "bucket_identifier": "raw", "objects": objects})
         case ("describe", text):
             run(app, "namespaces.update", {**ns, "description": text})
@@ -132,3 +133,5 @@ def test_an_aggregate_from_its_snapshot_is_the_aggregate_of_its_events(
             other = from_events.repository.get(aggregate_id, version=version)
             assert state(one) == state(other), (aggregate_id, version)
     assert snapshotted > 0  # the namespace alone passes version 2
+    for app in (writer, from_snapshots, from_events):
+        app.close()

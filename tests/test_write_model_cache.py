@@ -37,6 +37,21 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, 
         yield {"PERSISTENCE_MODULE": "eventsourcing.postgres", "CREATE_TABLE": "true", **schema}
 
 
+@pytest.fixture
+def opened() -> Iterator[list[Environments]]:
+    """The applications a test opens, closed after it (PostgreSQL keeps a pool each)."""
+    apps: list[Environments] = []
+    yield apps
+    for app in apps:
+        app.close()
+
+
+def open_app(opened: list[Environments], env: dict[str, str], cls: Any = None) -> Any:
+    app = (cls or Environments)(env=env)
+    opened.append(app)
+    return app
+
+
 def run(app: Environments, type_: str, body: dict[str, Any]) -> None:
     document = {"command_id": f"c-{next(_ids)}", "type": type_, "body": body, "actor": "t"}
     app.execute(command_from_document(document))
@@ -70,8 +85,8 @@ def setup(app: Environments) -> None:
     run(app, "buckets.create", {**body, "bucket_schema": {"properties": {}}})
 
 
-def test_a_processor_sees_what_another_wrote_since_it_cached_the_aggregate(store):
-    one, other = Environments(env=store), Environments(env=store)
+def test_a_processor_sees_what_another_wrote_since_it_cached_the_aggregate(store, opened):
+    one, other = open_app(opened, store), open_app(opened, store)
     setup(one)
     collection(one, "docs")  # `one` now holds the namespace in its cache
     collection(other, "notes")
@@ -82,8 +97,8 @@ def test_a_processor_sees_what_another_wrote_since_it_cached_the_aggregate(store
     assert set(prod(other).resources[Kind.COLLECTION.value].values()) == {"docs", "notes", "more"}
 
 
-def test_a_command_that_fails_leaves_nothing_of_itself_in_the_cache(store):
-    app = Environments(env=store)
+def test_a_command_that_fails_leaves_nothing_of_itself_in_the_cache(store, opened):
+    app = open_app(opened, store)
     setup(app)
     app.max_event_bytes = 1_000  # a long description fails after the namespace took the name
     error = rejected(app, "collections.create", _body("docs", description="x" * 1_500))
@@ -94,16 +109,16 @@ def test_a_command_that_fails_leaves_nothing_of_itself_in_the_cache(store):
     assert list(prod(app).resources[Kind.COLLECTION.value].values()) == ["docs"]
 
 
-def test_readers_outside_a_command_get_copies(store):
-    app = Environments(env=store)
+def test_readers_outside_a_command_get_copies(store, opened):
+    app = open_app(opened, store)
     setup(app)
     before = prod(app)
     collection(app, "docs")
     assert before.resources[Kind.COLLECTION.value] == {}
 
 
-def test_positions_of_one_aggregate_are_its_own_rows(store):
-    app = Environments(env=store)
+def test_positions_of_one_aggregate_are_its_own_rows(store, opened):
+    app = open_app(opened, store)
     setup(app)
     collection(app, "docs")
     for name in ("a", "b"):
@@ -135,19 +150,34 @@ class OftenSnapshotting(Environments):
     snapshot_every: ClassVar[dict[type[Aggregate], int]] = {Namespace: 3, Collection: 3}
 
 
-def test_a_processor_without_the_aggregate_in_memory_loads_it_from_its_snapshot(store):
-    writer = OftenSnapshotting(env=store)
+def test_a_processor_without_the_aggregate_in_memory_loads_it_from_its_snapshot(store, opened):
+    writer = open_app(opened, store, OftenSnapshotting)
     setup(writer)
     for i in range(7):
         collection(writer, f"c{i}")
     namespace_id = prod(writer).id
 
-    fresh = OftenSnapshotting(env={**store, "AGGREGATE_CACHE_MAXSIZE": ""})
+    fresh = open_app(opened, {**store, "AGGREGATE_CACHE_MAXSIZE": ""}, OftenSnapshotting)
     assert fresh.snapshots is not None
     latest = list(fresh.snapshots.get(namespace_id, desc=True, limit=1))
-    from_events = Environments(env={**store, "IS_SNAPSHOTTING_ENABLED": "n"})
+    from_events = open_app(opened, {**store, "IS_SNAPSHOTTING_ENABLED": "n"})
 
     assert latest and latest[0].originator_version == 9  # created, bucket, 7 collections
     loaded = fresh.repository.get(namespace_id)
     assert vars(loaded) == vars(from_events.repository.get(namespace_id))
     assert loaded.find(Kind.COLLECTION, "c6") is not None
+
+
+def test_a_renamed_resource_frees_its_old_name(store, opened):
+    app = open_app(opened, store)
+    setup(app)
+    collection(app, "docs")
+    body = {"namespace_identifier": "prod", "collection_identifier": "docs"}
+    run(app, "collections.update", {**body, "collection_name": "notes"})
+
+    collection(app, "docs")  # the old name is free again...
+    error = rejected(app, "collections.create", _body("notes"))  # ...the new one taken
+
+    assert error.code is ErrorCode.DUPLICATE_NAME
+    names = prod(app).names[Kind.COLLECTION.value]
+    assert set(names) == {"docs", "notes"} and len(set(names.values())) == 2
