@@ -5,10 +5,12 @@ baseline), the projector's Faust worker, and ReadModel.apply in this process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,9 @@ async def relay_to_topic(settings: Settings, bootstrap: str, total: int, timeout
         await asyncio.wait_for(asyncio.gather(relay, return_exceptions=True), 30)
 
 
-async def count_records(bootstrap: str, topic: str, total: int, timeout: float) -> tuple[int, int]:
+@contextlib.asynccontextmanager
+async def from_start(bootstrap: str, topic: str) -> AsyncIterator[tuple[Any, TopicPartition]]:
+    """A consumer of the topic's one partition, at its first offset."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
     )
@@ -73,6 +77,13 @@ async def count_records(bootstrap: str, topic: str, total: int, timeout: float) 
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
+        yield consumer, tp
+    finally:
+        await consumer.stop()
+
+
+async def count_records(bootstrap: str, topic: str, total: int, timeout: float) -> tuple[int, int]:
+    async with from_start(bootstrap, topic) as (consumer, tp):
         seen, last = 0, 0
         deadline = time.monotonic() + timeout
         while seen < total:
@@ -82,22 +93,13 @@ async def count_records(bootstrap: str, topic: str, total: int, timeout: float) 
                 seen += 1
                 last = int(dict(record.headers)["position"])
         return seen, last
-    finally:
-        await consumer.stop()
 
 
 async def raw_consume(
     bootstrap: str, topic: str, total: int, timeout: float
 ) -> tuple[float, list[bytes]]:
     """Seconds to read ``total`` records from offset 0, json.loads each; and the values."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+    async with from_start(bootstrap, topic) as (consumer, tp):
         await consumer.position(tp)  # the offset lookup is not part of the read
         values: list[bytes] = []
         deadline = time.monotonic() + timeout
@@ -109,8 +111,6 @@ async def raw_consume(
                 json.loads(record.value)
                 values.append(record.value)
         return time.perf_counter() - start, values
-    finally:
-        await consumer.stop()
 
 
 def read_position(path: Path) -> int:

@@ -96,23 +96,25 @@ async def add_objects(
     idem: IdempotencyKey,
     svc: Svc,
 ) -> Any:
-    bucket = await find(svc, Kind.BUCKET, ns, identifier)
-    payload = {
-        "namespace_identifier": ns["namespace_id"],
-        "bucket_identifier": bucket["bucket_id"],
-        **fields(body),
-    }
-    written = await write(svc, "buckets.objects.add", payload, who, idem, ns["namespace_id"])
-    return await until_materialized(svc, written)
+    type_ = "buckets.objects.add"
+    return await data_command(svc, Kind.BUCKET, type_, identifier, body, ns, who, idem)
 
 
-async def documents_command(
-    svc: Services, type_: str, identifier: str, body: BaseModel, ns: Row, who: Principal, idem: str
+async def data_command(
+    svc: Services,
+    kind: Kind,
+    type_: str,
+    identifier: str,
+    body: BaseModel,
+    ns: Row,
+    who: Principal,
+    idem: str,
 ) -> dict[str, Any]:
-    collection = await find(svc, Kind.COLLECTION, ns, identifier)
+    """Write into a bucket or a collection; answer once the vector store has it too."""
+    found = await find(svc, kind, ns, identifier)
     payload = {
         "namespace_identifier": ns["namespace_id"],
-        "collection_identifier": collection["collection_id"],
+        f"{kind.value}_identifier": found[f"{kind.value}_id"],
         **fields(body),
     }
     written = await write(svc, type_, payload, who, idem, ns["namespace_id"])
@@ -131,7 +133,7 @@ async def write_documents(
     svc: Svc,
 ) -> Any:
     type_ = "collections.documents.write"
-    return await documents_command(svc, type_, identifier, body, ns, who, idem)
+    return await data_command(svc, Kind.COLLECTION, type_, identifier, body, ns, who, idem)
 
 
 @router.post("/v1/collections/{identifier}/documents/delete", response_model=WriteAccepted)
@@ -144,7 +146,7 @@ async def delete_documents(
     svc: Svc,
 ) -> Any:
     type_ = "collections.documents.delete"
-    return await documents_command(svc, type_, identifier, body, ns, who, idem)
+    return await data_command(svc, Kind.COLLECTION, type_, identifier, body, ns, who, idem)
 
 
 @router.post("/v1/collections/{identifier}/trigger", status_code=202)
