@@ -1,7 +1,7 @@
 """The application layer: load, decide, save, with the command's position.
 
 A command's events, its receipt and the Kafka position it came from are
-written in one transaction (eventsourcing's ProcessingEvent with Tracking), so
+written in one transaction (the recorder's insert with a Tracking record), so
 a command is applied exactly once however often it is delivered.
 """
 
@@ -10,25 +10,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Recording, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import EventSourcedProjection
 from eventsourcing.utils import get_topic, strtobool
 
 from application import log_index
-from application.handlers import HANDLERS
+from application.group_commit import BatchDecider, Decided, Outcome, Pending
 from application.unit import Unit
 from contract.commands import Command
 from domain.base import Aggregate, Snapshot
 from domain.bucket import Bucket
 from domain.collection import Collection
-from domain.errors import CommandRejected, ErrorCode
+from domain.errors import CommandRejected
 from domain.namespace import Namespace
-from domain.receipts import CommandReceipt
 from domain.refs import Ref
 from domain.tasks import ApplyTaxonomyTask, CloneTask
 
@@ -36,14 +33,6 @@ log = logging.getLogger(__name__)
 
 # Event attributes that say who caused an event and where; stored with each event.
 META_FIELDS = ("command_id", "actor", "namespace_id")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What executing a command did."""
-
-    positions: list[int]  # the positions of its new events; empty for a duplicate
-    duplicate: bool = False
 
 
 class AlreadyProcessed(Exception):
@@ -87,94 +76,90 @@ class Environments(EventSourcedProjection[str]):
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
-        self._executing = threading.Lock()  # cached aggregates are shared: one command at a time
+        # Cached aggregates are shared: one command (or batch) decided and stored at a time.
+        self._executing = threading.RLock()
+        self._decider = BatchDecider(
+            self.repository, self, self.mapper, self.max_event_bytes, _stamp_meta
+        )
         if strtobool(self.env.get("CREATE_TABLE") or "yes"):
             log_index.create_indexes(self.recorder)
 
     def execute(self, command: Command, tracking: Tracking | None = None) -> Outcome:
-        """Apply a command, retrying when another writer touched the same aggregates."""
+        """Apply one command, retrying when another writer touched the same aggregates.
+        A rejection is raised, and nothing (not even the position) is recorded."""
         with self._executing:
             for _ in range(self.max_conflict_retries):
-                unit = Unit(self.repository, self)
+                decided = self.decide([(command, tracking)])
+                result = decided.results[0] if decided.consumed else None
+                if isinstance(result, CommandRejected):
+                    self.abandon(decided)
+                    raise result
                 try:
-                    return self._execute_once(unit, command, tracking)
+                    outcome = self.commit(decided)[0]
                 except IntegrityError:
-                    self._forget(unit)
                     if tracking is not None and self.has_recorded(tracking):
                         raise AlreadyProcessed(tracking) from None
                     log.info("conflict applying %s, retrying", command.command_id)
-                except BaseException:
-                    self._forget(unit)
-                    raise
+                    continue
+                assert isinstance(outcome, Outcome)
+                return outcome
         raise RuntimeError(f"gave up on {command.command_id} after repeated conflicts")
 
-    def _forget(self, unit: Unit) -> None:
+    def decide(self, pending: Sequence[Pending]) -> Decided:
+        """Decide a run of commands in memory (group commit): see application.group_commit.
+        Store the result with ``commit`` or drop it with ``abandon`` before deciding again."""
+        decided = Decided()
+        with self._executing:
+            self._decider.max_event_bytes = self.max_event_bytes  # settable per instance
+            try:
+                return self._decider.decide(pending, decided)
+            except BaseException:
+                self._forget(decided.changed())
+                raise
+
+    def commit(self, decided: Decided) -> list[Outcome | CommandRejected]:
+        """Store a decided batch, its events and its last position, in one transaction.
+        If that fails, what the batch changed in memory is dropped and the error raised."""
+        with self._executing:
+            try:
+                positions: Sequence[int] = []
+                if decided.stored or decided.tracking is not None:
+                    stored = self.recorder.insert_events(decided.stored, tracking=decided.tracking)
+                    positions = stored or []
+            except BaseException:
+                self._forget(decided.changed())
+                raise
+            self._forget(decided.tainted)
+            self._take_due_snapshots(decided)
+        return decided.outcomes(positions)
+
+    def abandon(self, decided: Decided) -> None:
+        """Drop a decided batch that will not be stored."""
+        with self._executing:
+            self._forget(decided.changed())
+
+    def _forget(self, aggregate_ids: Iterable[str]) -> None:
         """Drop from the cache what a command that did not land has changed in memory
         (what it only read stays: it is as the store has it)."""
         cache = self.repository.cache
         if cache is not None:
-            for aggregate_id in unit.changed():
+            for aggregate_id in aggregate_ids:
                 with contextlib.suppress(KeyError):  # not cached: nothing to drop
                     cache.get(aggregate_id, evict=True)
 
-    def _execute_once(self, unit: Unit, command: Command, tracking: Tracking | None) -> Outcome:
-        receipt = unit.get(CommandReceipt.id_for(command.command_id), CommandReceipt)
-        if receipt is not None:
-            if receipt.body_digest != command.digest:
-                raise CommandRejected(
-                    ErrorCode.COMMAND_ID_REUSED,
-                    f"command_id {command.command_id!r} was already used for another command "
-                    f"({receipt.command_type}, or by another actor); use a new command_id",
-                    field="command_id",
-                )
-            if tracking is not None:
-                self.record_position(tracking)
-            return Outcome(positions=[], duplicate=True)
-
-        HANDLERS[type(command.body)](unit, command.body)
-        processing: ProcessingEvent[str] = ProcessingEvent(tracking=tracking)
-        events = sorted(
-            (event for aggregate in unit.aggregates for event in aggregate.collect_events()),
-            key=lambda event: event.timestamp,
-        )
-        # The receipt goes last: once it is visible, so is everything the command did.
-        receipt = CommandReceipt.accept(command.command_id, command.type, command.digest)
-        events.extend(receipt.collect_events())
-        aggregates = {aggregate.id: aggregate for aggregate in [*unit.aggregates, receipt]}
-        for event in events:
-            owner = aggregates[event.originator_id]
-            _stamp(
-                event,
-                command_id=command.command_id,
-                actor=command.actor,
-                namespace_id=getattr(owner, "namespace_id", None) or unit.namespace_id,
-            )
-        for event in events:
-            size = len(self.mapper.to_stored_event(event).state)
-            if size > self.max_event_bytes:
-                raise CommandRejected(
-                    ErrorCode.MESSAGE_TOO_LARGE,
-                    f"the command would record a {type(event).__qualname__} event of {size} "
-                    f"bytes; the limit is {self.max_event_bytes}: send it in smaller commands",
-                    size=size,
-                    limit=self.max_event_bytes,
-                )
-        processing.collect_events(*events)
-        recordings: list[Recording[str]] = self._record(processing)
-        self._take_due_snapshots(aggregates, events)
-        return Outcome(positions=[r.notification.id for r in recordings])
-
-    def _take_due_snapshots(self, aggregates: dict[str, Aggregate], events: list[Any]) -> None:
+    def _take_due_snapshots(self, decided: Decided) -> None:
         """Snapshot the aggregates whose version passed a multiple of their interval, from
         the object in memory (just saved: exactly the recorded state). After the events'
         transaction: a snapshot lost to a crash only makes the next load longer."""
         if self.snapshots is None:
             return
+        aggregates = decided.aggregates
         due = {
             event.originator_id
-            for event in events
+            for event in decided.events
             if (every := self.snapshot_every.get(type(aggregates[event.originator_id])))
             and event.originator_version % every == 0
+            and event.originator_id not in decided.tainted
         }
         for aggregate_id in sorted(due):
             try:
@@ -217,6 +202,10 @@ class Environments(EventSourcedProjection[str]):
                 found[changed] = max(found.get(changed, 0), row.position)
         return found
 
+    def existing(self, aggregate_ids: set[str]) -> set[str]:
+        """Which of these aggregates have stored events."""
+        return log_index.existing(self.recorder, aggregate_ids)
+
     def _collection_of_task(self, task_id: str) -> str:
         task: Aggregate = self.repository.get(task_id)
         return str(getattr(task, "collection_id", ""))
@@ -258,6 +247,15 @@ TASK_DATA_TOPICS = [
     *sorted(_topics(ApplyTaxonomyTask)),
     COPY_TOPIC := get_topic(CloneTask.CopyProgressed),
 ]
+
+
+def _stamp_meta(event: Any, command: Command, owner: Aggregate, unit: Unit) -> None:
+    _stamp(
+        event,
+        command_id=command.command_id,
+        actor=command.actor,
+        namespace_id=getattr(owner, "namespace_id", None) or unit.namespace_id,
+    )
 
 
 def _stamp(event: Any, **meta: Any) -> None:

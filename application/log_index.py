@@ -46,6 +46,27 @@ def create_indexes(recorder: Any) -> None:
         pass  # processes starting together, and another one created it just now
 
 
+def events_channel(recorder: Any) -> str:
+    """The PostgreSQL channel the store notifies in every transaction that inserts events
+    (eventsourcing's PostgreSQL recorder does; delivered at commit)."""
+    return str(recorder.channel_name)
+
+
+def existing(recorder: Any, aggregate_ids: Iterable[str]) -> set[str]:
+    """Which of these aggregates have events: one read of the store's key per 500 IDs
+    (a batch of commands asks once, rather than once per aggregate it may create)."""
+    wanted = sorted(set(aggregate_ids))
+    if not _is_sqlite(recorder) and not _is_postgres(recorder):
+        return {i for i in wanted if recorder.select_events(i, limit=1)}
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("{mark}" for _ in chunk)
+        rows = _select(recorder, "DISTINCT originator_id", f"originator_id IN ({marks})", chunk)
+        found.update(str(r[0]) for r in rows)
+    return found
+
+
 def versions_of(recorder: Any, aggregate_id: str) -> list[tuple[int, int, str]]:
     """(version, position, topic) of each stored event of one aggregate."""
     rows = _select(

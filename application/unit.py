@@ -24,10 +24,22 @@ class EventLog(Protocol):
 
     def data_changes_after(self, position: int, aggregate_ids: set[str]) -> dict[str, int]: ...
 
+    def existing(self, aggregate_ids: set[str]) -> set[str]: ...
+
 
 class Unit:
-    def __init__(self, repository: Repository, log: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        log: EventLog | None = None,
+        overlay: dict[str, Aggregate] | None = None,
+        absent: set[str] | None = None,
+    ) -> None:
         self._repository = repository
+        # Aggregates earlier commands of the same batch have decided on, not stored yet,
+        # and IDs the batch found no events of when it started (not looked up again).
+        self._overlay = overlay if overlay is not None else {}
+        self._absent = absent or set()
         self._touched: dict[str, Aggregate] = {}
         self._loaded_at: dict[str, int] = {}  # the version each loaded aggregate had
         self.namespace_id: str | None = None  # the namespace the command acts in
@@ -60,6 +72,10 @@ class Unit:
         """The loaded aggregates this command has changed (in memory, saved or not)."""
         return [i for i, v in self._loaded_at.items() if self._touched[i].version != v]
 
+    def loaded_versions(self) -> dict[str, int]:
+        """The version each aggregate this command loaded had when it was loaded."""
+        return dict(self._loaded_at)
+
     def add(self, *aggregates: Aggregate) -> None:
         for aggregate in aggregates:
             self._touched[aggregate.id] = aggregate
@@ -71,10 +87,14 @@ class Unit:
 
     def get(self, aggregate_id: str, cls: type[A]) -> A | None:
         if aggregate_id not in self._touched:
+            aggregate: Aggregate | None = self._overlay.get(aggregate_id)
             try:
                 # The cached object itself, not a copy: copying a large aggregate would
                 # cost what the cache saves. A failed command evicts what it touched.
-                aggregate: Aggregate = self._repository.get(aggregate_id, deepcopy_from_cache=False)
+                if aggregate is None:
+                    if aggregate_id in self._absent:
+                        return None
+                    aggregate = self._repository.get(aggregate_id, deepcopy_from_cache=False)
             except AggregateNotFoundError:
                 return None
             self._touched[aggregate_id] = aggregate

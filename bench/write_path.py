@@ -1,13 +1,19 @@
-"""Write path throughput: commands/s from publish to event on the topic.
+"""Write path throughput: commands/s from envbranch.commands to their receipts on
+envbranch.events, with the hop each part of it takes, against the raw parts.
 
-For each event store it runs, in this one process:
-  baseline  a raw eventsourcing save loop: one new aggregate with three events
-            per save (what a namespaces.create stores), no Kafka, no validation;
-  envbranch N namespaces.create commands published to envbranch.commands; the
-            clock stops when the last command's receipt is on envbranch.events.
-and prints both rates and their ratio.
+For each event store, all in this one process (as `envbranch up` runs them):
+  parts       raw Kafka: N records produced and consumed with aiokafka; eventsourcing:
+              N new aggregates of three events (what a namespaces.create stores) saved
+              500 to a transaction, and one to a transaction
+  per hop     the command processor alone, from a filled commands topic until every
+              command is stored; the relay alone, from that store until every event is
+              on envbranch.events
+  end to end  N namespaces.create published to a fresh stack; the clock stops when the
+              last command's receipt is on envbranch.events
+Each line also gives the process's CPU seconds per 1,000 commands (2 cores here: what
+a bigger machine gains depends on it).
 
-    python bench/write_path.py [--commands 2000] [--stores sqlite,postgres]
+    python bench/write_path.py [--commands 3000] [--stores sqlite,postgres]
 """
 
 from __future__ import annotations
@@ -18,20 +24,23 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from machine import machine
 
 from domain.envelopes import EventEnvelope
-from envbranch.bootstrap import event_store_env
+from envbranch.bootstrap import event_store_env, open_event_store
 from envbranch.broker import EmbeddedBroker
 from envbranch.settings import Settings
 from envbranch.stack import run_components
+from envbranch.topics import ensure_topics, topic_plan
 
+GOALS = {"sqlite": 5000, "postgres": 2500}  # commands/s, end to end
 POSTGRES = {
     "POSTGRES_HOST": "127.0.0.1",
     "POSTGRES_PORT": "5432",
@@ -54,28 +63,128 @@ class Thing(Aggregate):
         self.description = description
 
 
-def raw_save_rate(settings: Settings, count: int) -> float:
+class Rate:
+    """Work done over a measured span: per second, and process CPU per 1,000."""
+
+    def __init__(self, count: int, seconds: float, cpu: float) -> None:
+        self.count, self.seconds, self.cpu = count, seconds, cpu
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    @property
+    def cpu_per_1000(self) -> float:
+        return self.cpu / self.count * 1000
+
+
+async def measure(count: int, work: Callable[[], Awaitable[None]]) -> Rate:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await work()
+    return Rate(count, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def raw_save_rate(settings: Settings, count: int, per_transaction: int) -> Rate:
     app: Application = Application(env=event_store_env(settings))
-    start = time.perf_counter()
-    for i in range(count):
-        thing = Thing(name=f"thing-{i}")
-        thing.rename(f"renamed-{i}")
-        thing.describe("three events per save, like a namespaces.create")
-        app.save(thing)
-    elapsed = time.perf_counter() - start
+
+    async def save() -> None:
+        for start in range(0, count, per_transaction):
+            things = []
+            for i in range(start, min(count, start + per_transaction)):
+                thing = Thing(name=f"thing-{i}")
+                thing.rename(f"renamed-{i}")
+                thing.describe("three events per save, like a namespaces.create")
+                things.append(thing)
+            app.save(*things)
+
+    rate = asyncio.run(measure(count, save))
     app.close()
-    return count / elapsed
+    return rate
 
 
-async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> float:
+async def raw_kafka_rate(bootstrap: str, count: int) -> Rate:
+    """aiokafka alone: produce ``count`` command-sized records, then consume them all."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, {topic: 1})
+    values = [_command(f"raw-{i}", f"ns-{i}") for i in range(count)]
+
+    async def produce_and_consume() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        for value in values:
+            await producer.send(topic, value)
+        await producer.flush()
+        await producer.stop()
+        await _consume(bootstrap, topic, count)
+
+    return await measure(count, produce_and_consume)
+
+
+async def _consume(bootstrap: str, topic: str, count: int) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    seen = 0
+    while seen < count:
+        seen += len((await consumer.getmany(tp, timeout_ms=200, max_records=10_000)).get(tp, []))
+    await consumer.stop()
+
+
+async def per_hop(settings: Settings, bootstrap: str, count: int) -> tuple[Rate, Rate]:
+    """The processor alone on a filled commands topic, then the relay alone on its store."""
+    topics = settings.topics
+    await ensure_topics(bootstrap, topic_plan(topics, 1))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    for i in range(count):
+        await producer.send(topics.commands, _command(f"hop-{i}", f"ns-{i}"))
+    await producer.flush()
+    await producer.stop()
+    store = open_event_store(settings)
+
+    async def stored() -> None:
+        while (store.recorder.max_notification_id() or 0) < 3 * count:
+            await asyncio.sleep(0.002)
+
+    async def on_topic() -> None:
+        await _consume(bootstrap, topics.events, 3 * count)
+
+    processor = await _alone(settings, bootstrap, "command-processor", count, stored)
+    relay = await _alone(settings, bootstrap, "relay", count, on_topic)
+    store.close()
+    return processor, relay
+
+
+async def _alone(
+    settings: Settings,
+    bootstrap: str,
+    component: str,
+    count: int,
+    done: Callable[[], Awaitable[None]],
+) -> Rate:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    stack = asyncio.create_task(run_components(settings, bootstrap, (component,), stop, ready))
+    await ready.wait()
+    rate = await measure(count, done)
+    stop.set()
+    await stack
+    return rate
+
+
+async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
     topics = settings.topics
     stop, ready = asyncio.Event(), asyncio.Event()
     stack = asyncio.create_task(
         run_components(settings, bootstrap, ("command-processor", "relay"), stop, ready)
     )
     await ready.wait()
-    last_id = None
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
@@ -85,19 +194,19 @@ async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> floa
         await consumer.seek_to_beginning(tp)
         # Warm up: one command through the whole path before the clock starts.
         await _send_and_await(producer, consumer, tp, topics.commands, "warm-up")
-        start = time.perf_counter()
-        for i in range(count):
-            last_id = f"bench-{i}"
-            await producer.send(topics.commands, _command(last_id, f"ns-{i}"))
-        await producer.flush()
-        await _await_receipt(consumer, tp, last_id)
-        elapsed = time.perf_counter() - start
+
+        async def publish_and_await() -> None:
+            for i in range(count):
+                await producer.send(topics.commands, _command(f"bench-{i}", f"ns-{i}"))
+            await producer.flush()
+            await _await_receipt(consumer, tp, f"bench-{count - 1}")
+
+        return await measure(count, publish_and_await)
     finally:
         await producer.stop()
         await consumer.stop()
         stop.set()
         await stack
-    return count / elapsed
 
 
 def _command(command_id: str, name: str) -> bytes:
@@ -159,18 +268,40 @@ def store(kind: str) -> Iterator[Settings]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--commands", type=int, default=2000)
+    parser.add_argument("--commands", type=int, default=3000)
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
-    print(f"write path, {args.commands} commands per run, embedded Tansu broker")
-    print(f"{'store':<10} {'raw save loop':>16} {'envbranch e2e':>16} {'ratio':>8}")
+    n = args.commands
+    print(f"write path, {n} namespaces.create per run, embedded Tansu broker")
+    print(f"machine: {machine()}")
     with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        kafka = asyncio.run(raw_kafka_rate(bootstrap, n))
+        print(f"{'what':<58} {'per s':>9} {'CPU s/1k':>9} {'ratio':>7}")
+        show("raw aiokafka produce + consume (Kafka's part)", kafka)
         for kind in args.stores.split(","):
+            print(f"-- {kind}")
             with store(kind) as raw_settings:
-                raw = raw_save_rate(raw_settings, args.commands)
+                batched = raw_save_rate(raw_settings, n, 500)
+            with store(kind) as raw_settings:
+                single = raw_save_rate(raw_settings, n, 1)
+            show("raw eventsourcing save, 500 per transaction (store's part)", batched)
+            show("raw eventsourcing save, one per transaction", single)
             with store(kind) as settings:
-                e2e = asyncio.run(envbranch_rate(settings, broker.bootstrap_servers, args.commands))
-            print(f"{kind:<10} {raw:>12.0f} c/s {e2e:>12.0f} c/s {e2e / raw:>8.2f}")
+                processor, relay = asyncio.run(per_hop(settings, bootstrap, n))
+            show("hop: command processor alone, topic -> stored", processor, batched)
+            show("hop: relay alone, stored -> on envbranch.events", relay, batched)
+            with store(kind) as settings:
+                e2e = asyncio.run(envbranch_rate(settings, bootstrap, n))
+            show("end to end: commands topic -> receipt on events topic", e2e, batched)
+            goal = GOALS[kind]
+            verdict = "met" if e2e.per_second >= goal else "not met"
+            print(f"   goal >= {goal} commands/s end to end: {verdict}")
+
+
+def show(what: str, rate: Rate, baseline: Rate | None = None) -> None:
+    ratio = f"{rate.per_second / baseline.per_second:>6.2f}x" if baseline else f"{'':>7}"
+    print(f"{what:<58} {rate.per_second:>9.0f} {rate.cpu_per_1000:>9.3f} {ratio}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ applying twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,12 +26,13 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
+from aiokafka.errors import KafkaError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
 
 from application.environments import AlreadyProcessed, Environments
-from contract.commands import decode_command
-from domain import json_limits
+from application.group_commit import Decided, Pending
+from consumers.dead_letters import send_to_dlq
+from contract.commands import Command, decode_command
 from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
 
@@ -40,41 +40,6 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 MAX_INTERNAL_ATTEMPTS = 3
-
-
-def _command_id_of(raw: bytes | None) -> str | None:
-    """The command_id of a rejected message, when it has a readable one."""
-    try:
-        document = json_limits.parse(raw or b"")
-    except CommandRejected:
-        return None
-    command_id = document.get("command_id") if isinstance(document, dict) else None
-    return command_id if isinstance(command_id, str) else None
-
-
-MAX_COMMAND_ID = 256  # as the envelope allows; a longer one is not named in a header
-MAX_ERROR_HEADER = 8 * 1024
-
-
-def error_header(rejected: CommandRejected) -> bytes:
-    """The reason as JSON, small enough to travel whatever the command held: a problem
-    list or a field path quoting huge keys is shortened, never allowed to stop the DLQ."""
-    reason = rejected.as_dict()
-    header = json.dumps(reason, default=str).encode()
-    if len(header) <= MAX_ERROR_HEADER:
-        return header
-    details = reason.get("details") or {}
-    problems = details.get("problems") if isinstance(details, dict) else None
-    short: dict[str, object] = {
-        "code": reason["code"],
-        "message": str(reason["message"])[:500],  # at most 3 KB as UTF-8 JSON
-        "details": {"truncated": True},
-    }
-    if isinstance(reason.get("field"), str) and len(reason["field"]) <= 500:
-        short["field"] = reason["field"]
-    if problems:
-        short["details"] = {"truncated": True, "problems_count": len(problems)}
-    return json.dumps(short, default=str, ensure_ascii=False).encode()
 
 
 def tracking_name(cluster_id: str, topic: str, partition: int) -> str:
@@ -100,6 +65,8 @@ class ProcessorConfig:
     incarnation_check_seconds: float = 2.0
     # Tansu holds a fetch this long even when data arrives; Kafka answers at once.
     fetch_max_wait_ms: int = 100
+    # At most this many commands are decided together and stored in one transaction.
+    max_batch_commands: int = 500
 
 
 class _Stopping(Exception):
@@ -125,8 +92,10 @@ class CommandProcessor:
         config: ProcessorConfig,
         ensure_topics: Callable[[], Awaitable[None]] | None = None,
         ready: asyncio.Event | None = None,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_stored = on_stored  # told after every transaction that stored events
         self.config = config
         self.ensure_topics = ensure_topics
         # Set once partitions are assigned and sought to the stored positions.
@@ -140,6 +109,9 @@ class CommandProcessor:
         self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
+        # Rejections on the DLQ whose position is not stored yet: a batch tried again after a
+        # failed commit does not send them twice (a crash in between still may: at least once).
+        self._dead_lettered: set[tuple[TopicPartition, int]] = set()
         self._stop = asyncio.Event()  # replaced by run()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -180,10 +152,11 @@ class CommandProcessor:
         try:
             last_check = time.monotonic()
             while not stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        await self.handle(record)
+                batches = await self.consumer.getmany(
+                    timeout_ms=200, max_records=cfg.max_batch_commands
+                )
+                for tp, records in batches.items():
+                    await self.handle_batch(tp, records)
                 if batches:
                     await self._commit_offsets(batches)
                 if time.monotonic() - last_check > cfg.incarnation_check_seconds:
@@ -245,6 +218,92 @@ class CommandProcessor:
                 self.consumer.seek(tp, position)
             log.info("partition %s resumes at offset %s", tp, position or 0)
 
+    async def handle_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """Apply a partition's fetched records in offset order, in as few transactions as
+        the batch allows (group commit: application.group_commit). Rejections go to the
+        DLQ before the position that covers them is stored. A batch whose transaction
+        fails is tried again from the stored position, on fresh state, in smaller batches
+        down to one command, which is then handled alone as ``handle`` does."""
+        size = self.config.max_batch_commands
+        failures = 0
+        while records := [r for r in records if r.offset + 1 > self.recorded.get(tp, 0)]:
+            chunk = records[:size]
+            try:
+                decided = await asyncio.to_thread(self._decide, chunk)
+            except (OperationalError, InterfaceError, ConnectionError) as e:
+                failures += 1
+                await self._wait_for_store(e, failures)
+                continue
+            except Exception:  # noqa: BLE001 - the first command fails: alone, with retries
+                await self.handle(chunk[0])
+                continue
+            try:
+                await self._dead_letter(tp, chunk, decided)
+            except BaseException:
+                await asyncio.to_thread(self.app.abandon, decided)
+                raise
+            try:
+                await asyncio.to_thread(self.app.commit, decided)
+            except Exception as e:  # noqa: BLE001 - the store refused the batch: see below
+                failures += 1
+                if len(chunk) == 1:
+                    await self.handle(chunk[0])
+                    continue
+                size = max(1, min(size, len(chunk)) // 2)
+                if isinstance(e, IntegrityError):
+                    # Stored meanwhile (another processor had the partition), or another
+                    # writer changed what the batch decided on: on from the stored position.
+                    await self._reload_position(tp)
+                elif isinstance(e, OperationalError | InterfaceError | ConnectionError):
+                    await self._wait_for_store(e, failures)
+                else:
+                    log.exception("storing %s commands failed; trying smaller batches", len(chunk))
+                continue
+            self._stored(tp, decided)
+
+    def _decide(self, records: list[ConsumerRecord]) -> Decided:
+        pending: list[Pending] = []
+        for record in records:
+            try:
+                command: Command | CommandRejected = self._read(record)
+            except CommandRejected as rejected:
+                command = rejected
+            pending.append((command, tracking_of(self.cluster_id, record)))
+        return self.app.decide(pending)
+
+    async def _dead_letter(
+        self, tp: TopicPartition, records: list[ConsumerRecord], decided: Decided
+    ) -> None:
+        for record, result in zip(records, decided.results, strict=False):
+            sent = (tp, record.offset)
+            if isinstance(result, CommandRejected) and sent not in self._dead_lettered:
+                await self._send_until_sent(record, result)
+                self._dead_lettered.add(sent)
+
+    def _stored(self, tp: TopicPartition, decided: Decided) -> None:
+        assert decided.tracking is not None
+        self.recorded[tp] = decided.tracking.notification_id
+        self._dead_lettered = {
+            (p, offset)
+            for p, offset in self._dead_lettered
+            if p != tp or offset + 1 > self.recorded[tp]
+        }
+        rejected = sum(isinstance(result, CommandRejected) for result in decided.results)
+        self.rejected += rejected
+        self.processed += decided.consumed - rejected
+        if decided.stored and self.on_stored is not None:
+            self.on_stored()
+
+    async def _reload_position(self, tp: TopicPartition) -> None:
+        name = tracking_name(self.cluster_id, tp.topic, tp.partition)
+        position = await asyncio.to_thread(self.app.last_position, name)
+        self.recorded[tp] = max(self.recorded.get(tp, 0), position or 0)
+
+    async def _wait_for_store(self, error: Exception, attempt: int) -> None:
+        delay = TRANSIENT_RETRY_SECONDS[min(attempt, len(TRANSIENT_RETRY_SECONDS)) - 1]
+        log.warning("event store unavailable (%s); retrying in %ss", error, delay)
+        await self._wait_unless_stopping(delay)
+
     async def handle(self, record: ConsumerRecord) -> None:
         tracking = tracking_of(self.cluster_id, record)
         tp = TopicPartition(record.topic, record.partition)
@@ -280,6 +339,15 @@ class CommandProcessor:
                     return
 
     async def _apply(self, record: ConsumerRecord, tracking: Tracking) -> None:
+        command = self._read(record)
+        outcome = await asyncio.to_thread(self.app.execute, command, tracking)
+        self.processed += 1
+        if outcome.duplicate:
+            log.info("command %s applied before; nothing written", command.command_id)
+        if outcome.positions and self.on_stored is not None:
+            self.on_stored()
+
+    def _read(self, record: ConsumerRecord) -> Command:
         raw = record.value or b""
         if len(raw) > self.config.max_command_bytes:
             raise CommandRejected(
@@ -288,11 +356,7 @@ class CommandProcessor:
                 size=len(raw),
                 limit=self.config.max_command_bytes,
             )
-        command = decode_command(raw)
-        outcome = await asyncio.to_thread(self.app.execute, command, tracking)
-        self.processed += 1
-        if outcome.duplicate:
-            log.info("command %s applied before; nothing written", command.command_id)
+        return decode_command(raw)
 
     async def _reject(
         self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
@@ -300,10 +364,15 @@ class CommandProcessor:
         """DLQ first, then the position: a crash in between repeats the entry, never loses it.
         A broker or store that is briefly away is waited for, not allowed to stop the
         processor."""
+        await self._send_until_sent(record, rejected)
+        await asyncio.to_thread(self.app.record_position, tracking)
+        self.rejected += 1
+
+    async def _send_until_sent(self, record: ConsumerRecord, rejected: CommandRejected) -> None:
         delay = 0.5
         while True:
             try:
-                await self._send_to_dlq(record, tracking, rejected)
+                await self._send_to_dlq(record, rejected)
                 return
             except (KafkaError, OperationalError, InterfaceError, ConnectionError) as e:
                 log.warning("could not record a rejection yet (%r); retrying in %ss", e, delay)
@@ -319,48 +388,12 @@ class CommandProcessor:
             return
         raise _Stopping
 
-    async def _send_to_dlq(
-        self, record: ConsumerRecord, tracking: Tracking, rejected: CommandRejected
-    ) -> None:
+    async def _send_to_dlq(self, record: ConsumerRecord, rejected: CommandRejected) -> None:
         assert self.producer is not None
-        headers = [
-            ("envbranch.error.code", str(rejected.code).encode()),
-            ("envbranch.error", error_header(rejected)),
-            ("envbranch.source.topic", record.topic.encode()),
-            ("envbranch.source.partition", str(record.partition).encode()),
-            ("envbranch.source.offset", str(record.offset).encode()),
-        ]
-        command_id = _command_id_of(record.value)
-        if command_id is not None and len(command_id) <= MAX_COMMAND_ID:
-            headers.append(("envbranch.command_id", command_id.encode()))
-        value = record.value or b""
-        try:
-            await self.producer.send_and_wait(
-                self.config.topics.dlq, value, key=record.key, headers=headers
-            )
-        except MessageSizeTooLargeError:
-            # The entry must fit whatever made it too large: the value, the key or both (the
-            # headers are bounded); failing that, the reason alone.
-            headers.append(("envbranch.truncated_from", str(len(value)).encode()))
-            key = (record.key or b"")[:1024] or None
-            try:
-                limit = self.config.max_command_bytes // 2
-                await self.producer.send_and_wait(
-                    self.config.topics.dlq, value[:limit], key=key, headers=headers
-                )
-            except MessageSizeTooLargeError:
-                await self.producer.send_and_wait(
-                    self.config.topics.dlq, b"", key=None, headers=headers
-                )
-        await asyncio.to_thread(self.app.record_position, tracking)
-        self.rejected += 1
-        log.info(
-            "rejected %s:%s: %s %s",
-            record.partition,
-            record.offset,
-            rejected.code,
-            rejected.message,
-        )
+        cfg = self.config
+        await send_to_dlq(self.producer, cfg.topics.dlq, record, rejected, cfg.max_command_bytes)
+        where = f"{record.partition}:{record.offset}"
+        log.info("rejected %s: %s %s", where, rejected.code, rejected.message)
 
     async def _commit_offsets(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # Informational only (consumer lag in Kafka tools); the store holds the real positions.

@@ -37,7 +37,8 @@ class Topics:
 POSITION_HEADER = "position"
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c3b8e-5d2a-4c47-9e0b-2a7d9f4e1c55")
-_NOT_DATA = {
+# The attributes of a stored event that are the envelope's own fields, not its data.
+NOT_DATA = {
     "originator_id",
     "originator_version",
     "originator_topic",
@@ -76,7 +77,7 @@ def event_id_of(aggregate_id: str, aggregate_version: int) -> str:
 def envelope_of(position: int, event: Any) -> EventEnvelope:
     state = vars(event)
     event_type = type(event).__qualname__
-    data = {key: value for key, value in state.items() if key not in _NOT_DATA}
+    data = {key: value for key, value in state.items() if key not in NOT_DATA}
     return EventEnvelope(
         position=position,
         event_id=event_id_of(event.originator_id, event.originator_version),

@@ -10,6 +10,7 @@ processor's state; Qdrant Edge under the data directory, or a Qdrant server
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING
 from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 from fastapi import FastAPI
 
+from application import log_index
 from application.environments import Environments
 from consumers.command_processor import CommandProcessor, ProcessorConfig
 from consumers.relay import Relay, RelayConfig
+from envbranch import signals
 from envbranch.readiness import Readiness
 from envbranch.settings import Settings
 from projections import queries
@@ -106,9 +109,12 @@ def command_processor(
             topics=settings.topics,
             group_id=settings.processor_group,
             max_command_bytes=settings.max_command_bytes,
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            max_batch_commands=settings.max_batch_commands,
         ),
         ensure_topics=recreate_topics,
         ready=readiness.event("command-processor"),
+        on_stored=signals.events_stored.notify,  # wakes a relay in this process
     )
     readiness.follow("command-processor", partitions=processor.partition_progress)
     return processor
@@ -126,9 +132,28 @@ def relay(
         RelayConfig(bootstrap_servers, topics=settings.topics, page_size=settings.relay_page_size),
         ensure_topic=recreate_topics,
         ready=readiness.event("relay"),
+        wakeups=signals.events_stored,
     )
     readiness.follow("relay", position=lambda: publisher.published)
     return publisher
+
+
+async def wake_relay_on_notify(settings: Settings, relay: Relay, stop: asyncio.Event) -> None:
+    """With PostgreSQL, a relay is also woken by events stored in other processes."""
+    if settings.event_store != "postgres":
+        return
+    from psycopg.conninfo import make_conninfo  # PostgreSQL is an extra: only with it
+
+    env = event_store_env(settings)
+    conninfo = make_conninfo(
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env.get("POSTGRES_PASSWORD") or None,
+    )
+    channel = log_index.events_channel(relay.app.recorder)
+    await signals.listen_postgres(conninfo, channel, signals.events_stored, stop)
 
 
 # --- the read side -----------------------------------------------------------------------
@@ -218,6 +243,8 @@ def build_api(
         settings.topics,
         lambda command_id: queries.command_receipt(db, command_id),
         timeout=settings.command_timeout,
+        applied=signals.read_model_applied,  # a projector in this process wakes the wait
+        fetch_max_wait_ms=settings.fetch_wait_ms,
     )
     app = create_app(db, gateway, keys, materializer, readiness)
     app.state.max_body_bytes = settings.max_command_bytes  # a larger body is no command

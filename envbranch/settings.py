@@ -34,6 +34,19 @@ class Settings:
     digest_interval: int = 1000
     # A Qdrant server; unset: Qdrant Edge in-process under data_dir (one process only).
     qdrant_url: str | None = None
+    # How long a consumer's fetch waits for data, in ms. Kafka answers as soon as data
+    # arrives, so a long wait costs nothing there but fewer idle fetches; the embedded
+    # broker (Tansu) holds every fetch for the whole wait, so there each hop costs up to
+    # this much latency. Unset: 5 with the embedded broker, 100 with KAFKA_BOOTSTRAP_SERVERS.
+    fetch_max_wait_ms: int | None = None
+    # At most this many commands are stored in one transaction (group commit).
+    max_batch_commands: int = 500
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return 5 if self.kafka_bootstrap_servers is None else 100
 
     @property
     def topics(self) -> Topics:
@@ -64,6 +77,12 @@ class Settings:
             qdrant_url=env.get("QDRANT_URL") or None,
             relay_page_size=_positive_int(env, "ENVBRANCH_RELAY_PAGE_SIZE", 500),
             digest_interval=_positive_int(env, "ENVBRANCH_DIGEST_INTERVAL", 1000),
+            fetch_max_wait_ms=(
+                _positive_int(env, "ENVBRANCH_FETCH_MAX_WAIT_MS", 5)
+                if env.get("ENVBRANCH_FETCH_MAX_WAIT_MS")
+                else None
+            ),
+            max_batch_commands=_positive_int(env, "ENVBRANCH_MAX_BATCH_COMMANDS", 500),
         )
 
     @property

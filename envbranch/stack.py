@@ -151,6 +151,7 @@ async def run_components(
         elif name == "relay":
             relay = bootstrap.relay(settings, bootstrap_servers, readiness, recreate_topics)
             runners.append(relay.run(stop))
+            runners.append(bootstrap.wake_relay_on_notify(settings, relay, stop))
         elif name == "api":
             runners.append(
                 serve_api(settings, bootstrap_servers, stop, materializer, readiness, api_socket)

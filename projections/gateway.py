@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -46,6 +46,14 @@ class Sent:
     position: int | None = None  # of the command's receipt, once applied
 
 
+class Wakeups(Protocol):
+    """Tells the gateway that the read model applied events (envbranch.signals.Wakeup)."""
+
+    def ticket(self) -> int: ...
+
+    async def wait(self, ticket: int, timeout: float) -> bool: ...
+
+
 class CommandGateway:
     def __init__(
         self,
@@ -53,11 +61,17 @@ class CommandGateway:
         topics: Topics,
         receipt: Callable[[str], tuple[int, str] | None],
         timeout: float = 30.0,
+        applied: Wakeups | None = None,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.receipt = receipt  # command_id -> (position, digest) of its receipt, or None
         self.timeout = timeout
+        # Woken when a projector in this process applied events; polls between wake-ups
+        # (and always, when the projector runs elsewhere).
+        self.applied = applied
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         # (partition, offset, command_id) -> the reason; bounded, oldest dropped first
         self._rejections: dict[tuple[int, int, str | None], dict[str, Any]] = {}
         self._sender = CommandSender(bootstrap_servers, topics)
@@ -69,7 +83,7 @@ class CommandGateway:
         self._dlq = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
-            fetch_max_wait_ms=100,  # Tansu holds a fetch this long even when data arrives
+            fetch_max_wait_ms=self.fetch_max_wait_ms,  # Tansu holds a fetch this long
         )
         await self._dlq.start()
         tp = TopicPartition(self.topics.dlq, 0)
@@ -121,7 +135,8 @@ class CommandGateway:
     async def wait(self, sent: Sent) -> int:
         deadline = time.monotonic() + self.timeout
         delay = 0.005
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            ticket = self.applied.ticket() if self.applied is not None else 0
             # The command_id too: offsets start over on a broker that came back empty.
             rejection = self._rejections.pop((sent.partition, sent.offset, sent.command_id), None)
             if rejection is not None:
@@ -134,6 +149,9 @@ class CommandGateway:
             receipt = await asyncio.to_thread(self.receipt, sent.command_id)
             if receipt is not None and receipt[1] == sent.digest:
                 return receipt[0]  # applied now, or before (a retry): either way, done
-            await asyncio.sleep(delay)
+            if self.applied is None:
+                await asyncio.sleep(min(delay, left))
+            else:
+                await self.applied.wait(ticket, min(delay, left))
             delay = min(delay * 2, 0.05)
         raise CommandTimeout(sent.command_id)

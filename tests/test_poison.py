@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from consumers.command_processor import MAX_ERROR_HEADER, error_header
+from consumers.dead_letters import MAX_ERROR_HEADER, error_header
 from contract.commands import decode_command
 from domain import json_limits
 from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics
