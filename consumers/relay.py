@@ -1,8 +1,11 @@
 """The relay: every stored event onto envbranch.events, in position order.
 
-Its only memory is the topic itself: on start, and whenever publishing fails,
-it reads the position in the last record on the topic and goes on from there.
-A broker that restarted empty therefore gets the whole log again. Each batch is
+Its only memory is the topic itself: on start, whenever publishing fails, when the
+broker's cluster ID changed (read every half second) and when a check beside the
+publishing finds the topic short of what was published, it reads the position in
+the last record on the topic and goes on from there. A broker that restarted empty
+therefore gets the whole log again. It waits for new events on a wake-up from the
+writer (polling between), not on a timer. Each batch is
 one Kafka record batch, appended all or nothing, and the next is sent only
 after it was acknowledged, so the topic never has a gap.
 """
@@ -10,6 +13,7 @@ after it was acknowledged, so the topic never has a gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -43,10 +47,10 @@ class RelayConfig:
     topics: Topics = Topics()
     page_size: int = 500
     idle_poll_seconds: float = 0.05
-    # How often, while idle, to check that the topic still holds what was published.
-    tail_check_seconds: float = 1.0
-    # How often, while publishing, to check that the broker still serves the same log.
-    identity_check_seconds: float = 1.0
+    # How often to check, beside publishing, that the topic still holds what was published.
+    tail_check_seconds: float = 5.0
+    # How often to check that the broker still serves the same log (its cluster ID).
+    identity_check_seconds: float = 0.5
     max_batch_bytes: int = 900 * 1024
 
 
@@ -78,6 +82,7 @@ class Relay:
         self.admin: AIOKafkaAdminClient | None = None
         self.cluster_id: str | None = None  # the log incarnation `published` refers to
         self._identity_checked = 0.0  # when cluster_id was last read (monotonic)
+        self._tail_lost = False  # the topic lost events it had: start over from what it holds
 
     async def run(self, stop: asyncio.Event) -> None:
         self.producer = AIOKafkaProducer(
@@ -93,24 +98,56 @@ class Relay:
         try:
             await self._resync()
             self.ready.set()
-            tail_checked = time.monotonic()
-            while not stop.is_set():
-                try:
-                    ticket = self.wakeups.ticket() if self.wakeups is not None else 0
-                    sent = await self.publish_next_page()
-                    if sent:
-                        continue
-                    await self._idle(ticket)
-                    if time.monotonic() - tail_checked >= self.config.tail_check_seconds:
-                        tail_checked = time.monotonic()
-                        await self._resync()
-                except (TimeoutError, KafkaError, OSError) as e:
-                    log.warning("publishing failed (%r); re-reading the topic's tail", e)
-                    await asyncio.sleep(0.5)
-                    await self._resync_until_reachable(stop)
+            watching = asyncio.create_task(self._watch_tail(stop))
+            try:
+                await self._publish_until(stop)
+            finally:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)
         finally:
             await self.producer.stop()
             await self.admin.close()
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                # A broker that came back empty must get the log from position 1, in order,
+                # or a page could land on the new topic ahead of the rest. Its identity is
+                # read on a timer rather than per page (a round trip each); a publish that
+                # fails (the connection to the old broker broke) re-reads it at once.
+                if self._tail_lost or await self._broker_changed():
+                    await self._resync()
+                ticket = self.wakeups.ticket() if self.wakeups is not None else 0
+                if not await self.publish_next_page():
+                    await self._idle(ticket)
+            except (TimeoutError, KafkaError, OSError) as e:
+                log.warning("publishing failed (%r); re-reading the topic's tail", e)
+                await asyncio.sleep(0.5)
+                await self._resync_until_reachable(stop)
+
+    async def _broker_changed(self) -> bool:
+        if time.monotonic() - self._identity_checked < self.config.identity_check_seconds:
+            return False
+        return await self._cluster_id() != self.cluster_id
+
+    async def _watch_tail(self, stop: asyncio.Event) -> None:
+        """Beside publishing, check now and then that the topic still holds what was
+        published (a topic deleted and made again on the same broker); the publishing loop
+        then starts over from what it holds. Reading the tail takes a consumer of its own
+        and hundreds of ms on the embedded broker: done here, no write waits for it."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.tail_check_seconds)
+            published = self.published
+            try:
+                on_topic = await last_position_on_topic(
+                    self.config.bootstrap_servers, self.config.topics.events
+                )
+            except (TimeoutError, KafkaError, OSError) as e:
+                log.debug("could not read the topic's tail (%r); again later", e)
+                continue
+            if on_topic < published:
+                self._tail_lost = True
 
     async def _idle(self, ticket: int) -> None:
         if self.wakeups is None:
@@ -123,14 +160,6 @@ class Relay:
             self.app.recorder.select_notifications, self.published + 1, self.config.page_size
         )
         if not notifications:
-            return 0
-        # A broker that came back empty must get the log from position 1, in order, or a
-        # page could land on the new topic ahead of the rest. Its identity is read on a
-        # timer rather than per page (a round trip each); a publish that fails (the
-        # connection to the old broker broke) re-reads it at once.
-        due = time.monotonic() - self._identity_checked >= self.config.identity_check_seconds
-        if due and await self._cluster_id() != self.cluster_id:
-            await self._resync()
             return 0
         await self._publish(notifications)
         self.published = notifications[-1].id
@@ -175,6 +204,7 @@ class Relay:
         return cluster_id
 
     async def _resync(self) -> None:
+        self._tail_lost = False
         self.cluster_id = await self._cluster_id()
         if self.ensure_topic is not None:
             await self.ensure_topic()
