@@ -50,8 +50,18 @@ def test_every_variable_is_read() -> None:
         ({"ENVBRANCH_COMMAND_PARTITIONS": "three"}, "ENVBRANCH_COMMAND_PARTITIONS must be a whole"),
         ({"ENVBRANCH_COMMAND_PARTITIONS": "0"}, "ENVBRANCH_COMMAND_PARTITIONS must be at least 1"),
         ({"ENVBRANCH_MAX_COMMAND_BYTES": "-5"}, "ENVBRANCH_MAX_COMMAND_BYTES must be at least 1"),
+        ({"ENVBRANCH_FETCH_MAX_WAIT_MS": "0"}, "ENVBRANCH_FETCH_MAX_WAIT_MS must be at least 1"),
+        ({"ENVBRANCH_MAX_BATCH_COMMANDS": "x"}, "ENVBRANCH_MAX_BATCH_COMMANDS must be a whole"),
     ],
 )
 def test_a_bad_value_is_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_fetches_wait_briefly_on_the_embedded_broker_longer_on_a_cluster_unless_set() -> None:
+    assert Settings.from_env({}).fetch_wait_ms == 5  # it holds every fetch the whole wait
+    cluster = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}
+    assert Settings.from_env(cluster).fetch_wait_ms == 100
+    assert Settings.from_env({**cluster, "ENVBRANCH_FETCH_MAX_WAIT_MS": "500"}).fetch_wait_ms == 500
+    assert Settings.from_env({"ENVBRANCH_MAX_BATCH_COMMANDS": "50"}).max_batch_commands == 50
