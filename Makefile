@@ -29,6 +29,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/write_path.py
 	$(BIN)/python bench/read_path.py
+	$(BIN)/python bench/concurrent_writers.py
+	$(BIN)/python bench/scale_out.py
 	$(BIN)/python bench/clone.py
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/replay.py

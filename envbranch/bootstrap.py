@@ -241,7 +241,7 @@ def build_api(
     gateway = CommandGateway(
         bootstrap_servers,
         settings.topics,
-        lambda command_id: queries.command_receipt(db, command_id),
+        lambda command_ids: queries.command_receipts(db, command_ids),
         timeout=settings.command_timeout,
         applied=signals.read_model_applied,  # a projector in this process wakes the wait
         fetch_max_wait_ms=settings.fetch_wait_ms,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,14 +58,15 @@ class CommandGateway:
         self,
         bootstrap_servers: str,
         topics: Topics,
-        receipt: Callable[[str], tuple[int, str] | None],
+        receipts: Callable[[list[str]], dict[str, tuple[int, str]]],
         timeout: float = 30.0,
         applied: Wakeups | None = None,
         fetch_max_wait_ms: int = 100,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
-        self.receipt = receipt  # command_id -> (position, digest) of its receipt, or None
+        # command_ids -> (position, digest) of the receipts of those the read model applied
+        self.receipts = receipts
         self.timeout = timeout
         # Woken when a projector in this process applied events; polls between wake-ups
         # (and always, when the projector runs elsewhere).
@@ -77,6 +77,11 @@ class CommandGateway:
         self._sender = CommandSender(bootstrap_servers, topics)
         self._dlq: AIOKafkaConsumer | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # command_id -> the writes waiting for it (the same command may be sent twice)
+        self._waiting: dict[str, list[tuple[Sent, asyncio.Future[int]]]] = {}
+        self._receipts_watcher: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._idle = False  # the receipts watcher waits for a first waiter
 
     async def start(self) -> None:
         await self._sender.start()
@@ -93,9 +98,10 @@ class CommandGateway:
         self._watcher = asyncio.create_task(self._watch_dlq())
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._receipts_watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._dlq is not None:
             await self._dlq.stop()
         await self._sender.stop()
@@ -112,6 +118,7 @@ class CommandGateway:
                     else:
                         key = (found.partition, found.offset, found.command_id)
                         self._rejections[key] = found.reason
+                        self._poke.set()
                     while len(self._rejections) > MAX_REMEMBERED_REJECTIONS:
                         del self._rejections[next(iter(self._rejections))]
 
@@ -133,25 +140,83 @@ class CommandGateway:
         return sent
 
     async def wait(self, sent: Sent) -> int:
-        deadline = time.monotonic() + self.timeout
-        delay = 0.005
-        while (left := deadline - time.monotonic()) > 0:
+        """Until the read model applied the command's receipt (its position) or it was
+        rejected. Every waiting write is looked up by one query per round, whoever waits:
+        a round follows each batch the projector applied (a wake-up when it runs in this
+        process), and polling every 10 to 50 ms otherwise."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        entry = (sent, future)
+        self._waiting.setdefault(sent.command_id, []).append(entry)
+        if self._receipts_watcher is None or self._receipts_watcher.done():
+            self._receipts_watcher = asyncio.create_task(self._watch_receipts())
+        elif self._idle:
+            self._poke.set()
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise CommandTimeout(sent.command_id) from None
+        finally:
+            waiting = self._waiting.get(sent.command_id, [])
+            if entry in waiting:
+                waiting.remove(entry)
+            if not waiting:
+                self._waiting.pop(sent.command_id, None)
+
+    async def _watch_receipts(self) -> None:
+        delay = 0.01
+        while True:
+            self._poke.clear()  # set again by a rejection, or a wait while none waited
+            if not self._waiting:
+                self._idle = True
+                await self._poke.wait()
+                self._idle = False
+                delay = 0.01
+                continue
             ticket = self.applied.ticket() if self.applied is not None else 0
-            # The command_id too: offsets start over on a broker that came back empty.
-            rejection = self._rejections.pop((sent.partition, sent.offset, sent.command_id), None)
-            if rejection is not None:
-                raise CommandRejected(
-                    ErrorCode(rejection["code"]),
-                    rejection["message"],
-                    field=rejection.get("field"),
-                    **(rejection.get("details") or {}),
-                )
-            receipt = await asyncio.to_thread(self.receipt, sent.command_id)
-            if receipt is not None and receipt[1] == sent.digest:
-                return receipt[0]  # applied now, or before (a retry): either way, done
-            if self.applied is None:
-                await asyncio.sleep(min(delay, left))
-            else:
-                await self.applied.wait(ticket, min(delay, left))
-            delay = min(delay * 2, 0.05)
-        raise CommandTimeout(sent.command_id)
+            try:
+                found = await asyncio.to_thread(self.receipts, sorted(self._waiting))
+            except Exception:  # noqa: BLE001 - the read model may be away: next round
+                log.warning("reading receipts failed; trying again", exc_info=True)
+                found = {}
+            delay = 0.01 if self._resolve(found) else min(delay * 2, 0.05)
+            await self._next_round(ticket, delay)
+
+    async def _next_round(self, ticket: int, delay: float) -> None:
+        """Until the projector applied more (then at once), a rejection came in, or the
+        poll interval passed."""
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._poke.wait())]
+        if self.applied is not None:
+            waits.append(asyncio.ensure_future(self.applied.wait(ticket, 0.05)))
+            delay = 0.05
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    def _resolve(self, receipts: dict[str, tuple[int, str]]) -> int:
+        """Answer the waits whose receipt or rejection is in; how many were."""
+        resolved = 0
+        for command_id, waiting in list(self._waiting.items()):
+            for sent, future in list(waiting):
+                if future.done():
+                    continue
+                # The command_id too: offsets start over on a broker that came back empty.
+                key = (sent.partition, sent.offset, sent.command_id)
+                rejection = self._rejections.pop(key, None)
+                receipt = receipts.get(command_id)
+                if rejection is not None:
+                    future.set_exception(
+                        CommandRejected(
+                            ErrorCode(rejection["code"]),
+                            rejection["message"],
+                            field=rejection.get("field"),
+                            **(rejection.get("details") or {}),
+                        )
+                    )
+                elif receipt is not None and receipt[1] == sent.digest:
+                    future.set_result(receipt[0])  # applied now, or before (a retry)
+                else:
+                    continue
+                resolved += 1
+        return resolved

@@ -72,6 +72,20 @@ def command_receipt(db: Database, command_id: str) -> tuple[int, str] | None:
     return (int(rows[0]["position"]), str(rows[0]["body_digest"])) if rows else None
 
 
+def command_receipts(db: Database, command_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """(position, digest) of each of these commands' receipts the read model applied."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(command_ids), 500):
+        chunk = list(command_ids[start : start + 500])
+        marks = ", ".join("?" for _ in chunk)
+        rows = db.query(
+            f"SELECT command_id, position, body_digest FROM commands WHERE command_id IN ({marks})",
+            chunk,
+        )
+        found.update({r["command_id"]: (int(r["position"]), str(r["body_digest"])) for r in rows})
+    return found
+
+
 def created_by_command(db: Database, command_id: str, event_types: Sequence[str]) -> str | None:
     """The aggregate a command created (from its own events, not from a name)."""
     marks = ", ".join("?" for _ in event_types)

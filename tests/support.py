@@ -231,3 +231,50 @@ def spawn(settings: Settings, bootstrap: str, *components: str, log: Any = None)
 def topic_size(bootstrap: str, topic: str) -> int:
     """How many records the topic holds (counted; Tansu's end offsets undercount)."""
     return len(read_topic(bootstrap, topic))
+
+
+async def _produce_keyed(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> Any:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        sent = await asyncio.gather(*futures)
+        return [(m.partition, m.offset) for m in sent]
+    finally:
+        await producer.stop()
+
+
+def produce_keyed(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
+) -> list[tuple[int, int]]:
+    """Publish (key, value) pairs in order; returns (partition, offset) of each. Records
+    with one key land on one partition, in the order given."""
+    return list(run(_produce_keyed(bootstrap, topic, messages)))
+
+
+def spawn_in(env: dict[str, str], cwd: Any, log: Any, *args: str) -> Any:
+    """Start ``envbranch -v <args>`` as a child process with this environment, in ``cwd``
+    (a Faust worker writes its <app-id>-data directory into its working directory)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "envbranch", "-v", *args],
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def assigned_partitions(log_path: Any) -> set[int] | None:
+    """The partitions a `serve command-processor -v` process was last given by its group,
+    read from its log (aiokafka logs each assignment); None before the first one."""
+    import re
+    from pathlib import Path
+
+    text = Path(log_path).read_text(errors="replace")
+    lines = [line for line in text.splitlines() if "Setting newly assigned partitions" in line]
+    if not lines:
+        return None
+    return {int(p) for p in re.findall(r"partition=(\d+)", lines[-1])}

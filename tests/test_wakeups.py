@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from contract.commands import command_from_document
-from envbranch import bootstrap
+from envbranch import bootstrap, signals
+from envbranch.settings import Settings
 from envbranch.signals import Wakeup
 from tests.conftest import make_settings, postgres_schema
 from tests.support import command
@@ -37,36 +41,39 @@ def test_a_notification_from_another_thread_wakes_every_waiter() -> None:
     asyncio.run(check())
 
 
-def test_events_stored_by_another_writer_wake_a_relay_listening_on_postgres(
-    tmp_path: Path, topic_prefix: str
-) -> None:
+@pytest.fixture
+def pg_settings(tmp_path: Path, topic_prefix: str) -> Iterator[Settings]:
     for postgres in postgres_schema():
-        settings = make_settings("postgres", tmp_path, topic_prefix, postgres)
-        relay_store = bootstrap.open_event_store(settings)
-        writer = bootstrap.open_event_store(settings)
+        yield make_settings("postgres", tmp_path, topic_prefix, postgres)
 
-        async def check() -> None:
-            from envbranch import signals
 
-            stop = asyncio.Event()
+def test_events_stored_by_another_writer_wake_a_relay_listening_on_postgres(
+    pg_settings: Settings,
+) -> None:
+    relay_store = bootstrap.open_event_store(pg_settings)
+    writer = bootstrap.open_event_store(pg_settings)
 
-            class _Relay:
-                app = relay_store
+    class _Relay:
+        app = relay_store
 
-            started = signals.events_stored.ticket()
-            listening = asyncio.create_task(
-                bootstrap.wake_relay_on_notify(settings, _Relay(), stop)  # type: ignore[arg-type]
-            )
-            # It notifies once when it starts listening (whatever came before it).
-            assert await signals.events_stored.wait(started, timeout=30), "not listening"
-            ticket = signals.events_stored.ticket()
-            doc = command("namespaces.create", {"namespace_name": "woken"})
-            await asyncio.to_thread(writer.execute, command_from_document(doc))
-            woken = await signals.events_stored.wait(ticket, timeout=30)
-            stop.set()
-            await listening
-            assert woken, "no wake-up after another writer stored events"
+    async def check() -> None:
+        stop = asyncio.Event()
+        started = signals.events_stored.ticket()
+        listening = asyncio.create_task(
+            bootstrap.wake_relay_on_notify(pg_settings, _Relay(), stop)  # type: ignore[arg-type]
+        )
+        # It notifies once when it starts listening (whatever came before it).
+        assert await signals.events_stored.wait(started, timeout=30), "not listening"
+        ticket = signals.events_stored.ticket()
+        doc = command("namespaces.create", {"namespace_name": "woken"})
+        await asyncio.to_thread(writer.execute, command_from_document(doc))
+        woken = await signals.events_stored.wait(ticket, timeout=30)
+        stop.set()
+        await listening
+        assert woken, "no wake-up after another writer stored events"
 
+    try:
         asyncio.run(check())
+    finally:
         relay_store.close()
         writer.close()
