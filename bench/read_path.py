@@ -243,7 +243,7 @@ def print_replay(rep: dict[str, Any]) -> None:
         f"{rep['raw_rate']:>10.0f} {1:>7.2f}x"
     )
     print(
-        f"   {'projector: Faust worker (serve projector), new group':<60} "
+        f"   {'projector: serve projector (the read-model feed), fresh model':<60} "
         f"{rep['rate']:>10.0f} {rep['rate'] / rep['raw_rate']:>7.2f}x"
     )
     print(

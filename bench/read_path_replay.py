@@ -1,13 +1,22 @@
 """Part 2 of bench/read_path.py: M events put on a fresh events topic (store filled
 directly, then the relay alone), read back three ways: a raw AIOKafkaConsumer (the
-baseline), the projector's Faust worker, and ReadModel.apply in this process."""
+baseline), the projector's Faust worker (the read model's feed), and ReadModel.apply in
+this process. Prints the projector against the baseline and the goal (>= 50,000
+events/s) when it is done.
+
+Runs on its own too (with an embedded broker of its own):
+
+    python bench/read_path_replay.py [--events 30000]
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import sqlite3
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,13 +25,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from children import check_alive, child, child_env
+from machine import machine
 
 from contract.commands import command_from_document
 from domain.envelopes import EventEnvelope
 from envbranch.bootstrap import open_event_store, open_read_model
+from envbranch.broker import EmbeddedBroker
 from envbranch.settings import Settings
 from envbranch.stack import run_components
 from projections.faust_app import BATCH
+from projections.read_model.feed import MAX_BATCH
+
+GOAL = 50_000  # events/s the projector should replay at
 
 # Same as the Faust app's and the gateway's consumers (Tansu holds a fetch this long).
 FETCH_MAX_WAIT_MS = 100
@@ -170,8 +184,8 @@ def projector_replay(
     }
 
 
-def apply_in_process(values: list[bytes], tmp: Path) -> dict[str, float]:
-    """ReadModel.apply on a fresh SQLite read model in batches of BATCH (no Kafka)."""
+def apply_in_process(values: list[bytes], tmp: Path, batch: int = BATCH) -> dict[str, float]:
+    """ReadModel.apply on a fresh SQLite read model in batches of ``batch`` (no Kafka)."""
     settings = Settings(data_dir=tmp / "data")
     read_model = open_read_model(settings)
     read_model.create()
@@ -179,8 +193,8 @@ def apply_in_process(values: list[bytes], tmp: Path) -> dict[str, float]:
     envelopes = [EventEnvelope.from_bytes(v) for v in values]
     decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for i in range(0, len(envelopes), BATCH):
-        read_model.apply(envelopes[i : i + BATCH])
+    for i in range(0, len(envelopes), batch):
+        read_model.apply(envelopes[i : i + batch])
     apply_s = time.perf_counter() - t0
     if read_model.position() != envelopes[-1].position:
         raise RuntimeError(f"apply ended at {read_model.position()}, not {envelopes[-1].position}")
@@ -188,7 +202,8 @@ def apply_in_process(values: list[bytes], tmp: Path) -> dict[str, float]:
 
 
 def replay(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
-    """The whole of part 2: fill the store, relay it to a fresh topic, time the three reads."""
+    """The whole of part 2: fill the store, relay it to a fresh topic, time the three reads;
+    prints the projector against the baseline and the goal."""
     prefix = f"benchrp{uuid.uuid4().hex[:8]}"
     settings = Settings(data_dir=tmp / "store", topic_prefix=prefix, processor_group=None)
     t0 = time.perf_counter()
@@ -202,11 +217,51 @@ def replay(bootstrap: str, events: int, tmp: Path) -> dict[str, Any]:
     raw_s, values = asyncio.run(raw_consume(bootstrap, topic, total, timeout))
     projector = projector_replay(bootstrap, prefix, total, tmp / "projector", timeout)
     inproc = apply_in_process(values, tmp / "apply")
-    return {
+    feed_batches = apply_in_process(values, tmp / "apply-feed", MAX_BATCH)["apply_rate"]
+    result = {
         "total": total,
         "fill_s": fill_s,
         "relay_s": relay_s,
         "raw_rate": total / raw_s,
         **projector,
         **inproc,
+        "apply_rate_feed_batches": feed_batches,
     }
+    print_summary(result)
+    return result
+
+
+def print_summary(rep: dict[str, Any]) -> None:
+    raw, rate = rep["raw_rate"], rep["rate"]
+    print(f"\nreplay of {rep['total']} events from a fresh events topic, in one run:", flush=True)
+    print(f"   {'what':<62} {'events/s':>10} {'ratio':>8}")
+    baseline = "raw AIOKafkaConsumer from offset 0 + json.loads (baseline)"
+    print(f"   {baseline:<62} {raw:>10.0f} {1:>7.2f}x")
+    print(
+        f"   {'projector: serve projector (the read model feed), fresh model':<62} "
+        f"{rate:>10.0f} {rate / raw:>7.2f}x"
+    )
+    print(
+        f"   {f'ReadModel.apply in-process, batches of {MAX_BATCH} (the feed at most)':<62} "
+        f"{rep['apply_rate_feed_batches']:>10.0f} {rep['apply_rate_feed_batches'] / raw:>7.2f}x"
+    )
+    verdict = "met" if rate >= GOAL else "not met"
+    print(
+        f"   goal: the projector replays >= {GOAL:,} events/s: {verdict} ({rate:,.0f})", flush=True
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000, help="events to replay")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="envbranch-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
+            print(f"replay benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}; machine: {machine()}")
+            (tmp / "projector").mkdir()
+            replay(broker.bootstrap_servers, args.events, tmp)
+
+
+if __name__ == "__main__":
+    main()

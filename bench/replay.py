@@ -7,8 +7,10 @@ to fresh SQLite read models three times in the same process:
 - baseline: no digest recorded (interval larger than the log);
 - every 1000 positions (the default) and every 100 positions.
 
-Each digest hashes every table, so its cost grows with the read model: the
-ratios say what the default interval costs on a history of this size.
+A digest records the running sums of the tables (projections/read_model/digests.py):
+it writes the rows the batch has added so far and hashes the rows it changed, and does
+not read the tables, so its cost does not grow with the read model; the ratios say
+what the default interval costs.
 
     python bench/replay.py [--namespaces 1000]
 """

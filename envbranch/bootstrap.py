@@ -219,8 +219,11 @@ def faust_app(
         read_model,
         settings.data_dir / "faust",
         materializer=materializer,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
     )
     if read_model is not None:
+        # Writes waiting in this process's API for their receipts look again at once.
+        read_model.on_applied = lambda _position: signals.read_model_applied.notify()
         readiness.follow("projector", position=read_model.position)
     if materializer is not None:
         readiness.follow("vectors", position=materializer.position)

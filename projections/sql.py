@@ -62,6 +62,13 @@ class Database:
             self._local.conn = conn
         return conn
 
+    def configure(self, *pragmas: str) -> None:
+        """Run SQLite PRAGMAs on this thread's connection (nothing on PostgreSQL)."""
+        if self.dialect == "sqlite":
+            conn = self._connection()
+            for pragma in pragmas:
+                conn.execute(f"PRAGMA {pragma}")
+
     def _sql(self, sql: str) -> str:
         return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
 
@@ -149,6 +156,14 @@ class Cursor:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.conn.execute(self.db._sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows: SQLite steps it in C, psycopg pipelines it."""
+        if self.db.dialect == "sqlite":
+            self.conn.executemany(sql, rows)
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(self.db._sql(sql), rows)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [dict(r) for r in self.conn.execute(self.db._sql(sql), tuple(params)).fetchall()]

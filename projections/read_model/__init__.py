@@ -1,18 +1,27 @@
 """The read model of every environment, built from envbranch.events.
 
 Each batch of events is applied in one transaction together with the last
-applied position, so a redelivered event is a no-op and a restart resumes
-where it stopped. Dropping the tables and replaying the topic from position 0
-rebuilds the same state (``digest`` proves it).
+applied position (and the Kafka offset it was read at), so a redelivered event
+is a no-op and a restart resumes where it stopped. Dropping the tables and
+replaying the topic from position 0 rebuilds the same state (``digest`` proves
+it).
 
 ``schema`` holds the tables, ``projector`` writes one event into them (through
-``resources``, ``tasks`` and ``refs``), ``digests`` proves two of them equal.
+``resources``, ``tasks`` and ``refs``) by way of ``cursor.Projection``, which
+writes a batch's new rows with one statement per table and keeps every table's
+running digest; ``digests`` proves two read models equal; ``feed`` reads the
+topic into a read model.
+
+A batch of a replay costs per event: decoding its envelope, its audit row (and
+whatever else it changes), the hashes of the rows it adds, and their index
+entries; nothing grows with the size of the read model but the indexes.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from domain.envelopes import EventEnvelope
 from domain.events import event_type
@@ -21,9 +30,11 @@ from projections.read_model.cursor import Projection
 from projections.read_model.digests import (
     APPEND_ONLY,
     DIGEST_INTERVAL,
+    load_sums,
     record_digests,
     recorded_digests,
     row_hash,
+    save_sums,
     table_digests,
 )
 from projections.read_model.projector import project
@@ -35,7 +46,9 @@ from projections.read_model.schema import (
     from_row,
     to_column,
 )
-from projections.sql import Database
+from projections.sql import Cursor, Database
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "APPEND_ONLY",
@@ -60,31 +73,34 @@ class ReadModel:
     def __init__(self, db: Database, digest_interval: int = DIGEST_INTERVAL) -> None:
         self.db = db
         self.digest_interval = digest_interval
+        # Called with the new position after each committed transaction that applied
+        # events, in the thread that applied them (it wakes the API's read-your-writes
+        # waits). It must be quick; an exception from it is logged, never raised.
+        self.on_applied: Callable[[int], None] | None = None
 
     def create(self) -> None:
         with self.db.transaction() as cur:
             for statement in SCHEMA:
                 cur.execute(statement)
             if not cur.query("SELECT value FROM read_model_state WHERE name = 'generation'"):
-                # A new read model replays from the start: its generation names its group.
+                # A new read model replays from the start: its generation names it.
                 cur.execute(
                     "INSERT INTO read_model_state VALUES ('generation', ?)", [uuid.uuid4().hex]
                 )
                 cur.execute("INSERT INTO read_model_state VALUES ('position', '0')")
-            # A read model from before the running digests: start them from its rows.
-            if not cur.query("SELECT table_name FROM digest_sums"):
-                scanned = table_digests(cur.query, scan_all=True)
-                for table in APPEND_ONLY:
-                    digest, count = scanned[table]
-                    if count:
-                        cur.execute(
-                            "INSERT INTO digest_sums VALUES (?, ?, ?)", [table, digest, count]
-                        )
+            load_sums(cur)  # a read model from before the running digests: from its rows
 
     def drop(self) -> None:
         with self.db.transaction() as cur:
             for table in [*PROJECTED, "digests", "digest_sums", "read_model_state"]:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def prepare_writer(self) -> None:
+        """Ready this thread's connection for the projector's large transactions: on
+        SQLite, pages enough to keep the indexes of a replay in memory (their random keys
+        touch most pages of every index in each batch) and fewer WAL checkpoints (each
+        one syncs the file). Call it in the thread that applies."""
+        self.db.configure("cache_size = -131072", "wal_autocheckpoint = 10000")
 
     def generation(self) -> str:
         return str(self._state("generation"))
@@ -92,33 +108,70 @@ class ReadModel:
     def position(self) -> int:
         return int(self._state("position") or 0)
 
+    def resume_point(self) -> tuple[int, int | None]:
+        """The last applied position, and the Kafka offset of its record (if recorded)."""
+        rows = self.db.query(
+            "SELECT name, value FROM read_model_state WHERE name IN ('position', 'offset')"
+        )
+        state = {r["name"]: int(r["value"]) for r in rows}
+        return state.get("position", 0), state.get("offset")
+
     def _state(self, name: str) -> str | None:
         rows = self.db.query("SELECT value FROM read_model_state WHERE name = ?", [name])
         return rows[0]["value"] if rows else None
 
-    def apply(self, envelopes: Iterable[EventEnvelope]) -> int:
-        """Apply the events after the stored position; returns how many were new."""
-        applied = 0
+    def apply(
+        self, envelopes: Iterable[EventEnvelope], offsets: Mapping[int, int] | None = None
+    ) -> int:
+        """Apply the events after the stored position in one transaction; returns how many
+        were new. ``offsets`` (position -> the Kafka offset of its record) tells where the
+        last applied event was read, stored with it so that a restart goes on from there."""
+        applied, offset = 0, None
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # one writer at a time
         with self.db.transaction() as tx:
-            position = int(
-                tx.query("SELECT value FROM read_model_state WHERE name = 'position'")[0]["value"]
-            )
-            cur = Projection(tx)
+            rows = tx.query(f"SELECT value FROM read_model_state WHERE name = 'position'{lock}")
+            position = int(rows[0]["value"])
+            sums = load_sums(tx)
+            before = {table: list(entry) for table, entry in sums.items()}
+            cur = Projection(tx, sums)
             for envelope in envelopes:
                 if envelope.position <= position:
                     continue  # a redelivery: applied already
                 project(cur, envelope)
                 position = envelope.position
+                offset = offsets.get(position) if offsets is not None else None
                 applied += 1
                 if self.digest_due(envelope):
-                    cur.save_sums()
-                    record_digests(tx, position)
+                    cur.settle()
+                    record_digests(tx, position, sums)
             if applied:
-                cur.save_sums()
-                tx.execute(
-                    "UPDATE read_model_state SET value = ? WHERE name = 'position'", [str(position)]
-                )
+                cur.settle()
+                save_sums(tx, {t: entry for t, entry in sums.items() if entry != before[t]})
+                self._save_state(tx, "position", position)
+                self._save_state(tx, "offset", offset)
+        if applied:
+            self._announce(position)
         return applied
+
+    @staticmethod
+    def _save_state(tx: Cursor, name: str, value: int | None) -> None:
+        if value is None:
+            tx.execute("DELETE FROM read_model_state WHERE name = ?", [name])
+            return
+        tx.execute(
+            "INSERT INTO read_model_state VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [name, str(value)],
+        )
+
+    def _announce(self, position: int) -> None:
+        callback = self.on_applied
+        if callback is None:
+            return
+        try:
+            callback(position)
+        except Exception:  # noqa: BLE001 - a listener must never stop the projector
+            log.exception("the read model's on_applied callback failed at position %s", position)
 
     def digest_due(self, envelope: EventEnvelope) -> bool:
         return (

@@ -19,7 +19,7 @@ from projections.read_model.tasks import PROJECTORS as TASKS
 
 def project(cur: Projection, e: EventEnvelope) -> None:
     """Write one event into the tables."""
-    cur.append(
+    cur.insert(
         "audit",
         {
             "position": e.position,
@@ -39,7 +39,7 @@ def project(cur: Projection, e: EventEnvelope) -> None:
 
 
 def on_command_accepted(cur: Projection, e: EventEnvelope) -> None:
-    cur.append(
+    cur.insert(
         "commands",
         {
             "command_id": e.command_id,

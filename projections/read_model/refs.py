@@ -20,20 +20,20 @@ def _json(value: Any) -> str:
 def on_ref_created(cur: Projection, e: EventEnvelope) -> None:
     created = typed(e)
     occurred_at = e.occurred_at.isoformat()
-    cur.execute(
-        "INSERT INTO refs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.aggregate_id,
-            e.namespace_id,
-            created.ref_name,
-            created.target_kind,
-            created.target_id,
-            created.target_namespace_id,
-            occurred_at,
-            occurred_at,
-            e.actor,
-            e.aggregate_version,
-        ],
+    cur.insert(
+        "refs",
+        {
+            "ref_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "ref_name": created.ref_name,
+            "target_kind": created.target_kind,
+            "target_id": created.target_id,
+            "target_namespace_id": created.target_namespace_id,
+            "created_at": occurred_at,
+            "updated_at": occurred_at,
+            "created_by": e.actor,
+            "version": e.aggregate_version,
+        },
     )
     _history(
         cur,
@@ -47,16 +47,15 @@ def on_ref_created(cur: Projection, e: EventEnvelope) -> None:
 
 def on_ref_moved(cur: Projection, e: EventEnvelope) -> None:
     moved = typed(e)
-    cur.execute(
-        "UPDATE refs SET target_id = ?, target_namespace_id = ?, updated_at = ?, "
-        "version = ? WHERE ref_id = ?",
-        [
-            moved.target_id,
-            moved.target_namespace_id,
-            e.occurred_at.isoformat(),
-            e.aggregate_version,
-            e.aggregate_id,
-        ],
+    cur.update(
+        "refs",
+        e.aggregate_id,
+        {
+            "target_id": moved.target_id,
+            "target_namespace_id": moved.target_namespace_id,
+            "updated_at": e.occurred_at.isoformat(),
+            "version": e.aggregate_version,
+        },
     )
     _history(
         cur,
@@ -73,13 +72,13 @@ def on_ref_moved(cur: Projection, e: EventEnvelope) -> None:
 
 def on_promotion_refused(cur: Projection, e: EventEnvelope) -> None:
     refused = typed(e)
-    current = cur.query("SELECT target_id FROM refs WHERE ref_id = ?", [e.aggregate_id])
+    current = cur.row("refs", e.aggregate_id)
     _history(
         cur,
         e,
         "promotion_refused",
         target_id=refused.candidate_id,
-        previous_target_id=current[0]["target_id"] if current else None,
+        previous_target_id=current["target_id"] if current else None,
         reason=refused.reason,
         evaluation_id=refused.evaluation_id,
         detail={"failures": refused.failures},
@@ -98,14 +97,15 @@ def _history(
     evaluation_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    ref = cur.query("SELECT namespace_id, ref_name FROM refs WHERE ref_id = ?", [e.aggregate_id])
-    cur.append(
+    ref = cur.row("refs", e.aggregate_id)
+    assert ref is not None, f"no ref {e.aggregate_id}"  # a ref's events follow its creation
+    cur.insert(
         "ref_history",
         {
             "position": e.position,
             "ref_id": e.aggregate_id,
-            "namespace_id": ref[0]["namespace_id"],
-            "ref_name": ref[0]["ref_name"],
+            "namespace_id": ref["namespace_id"],
+            "ref_name": ref["ref_name"],
             "action": action,
             "target_id": target_id,
             "target_namespace_id": target_namespace_id,
@@ -123,7 +123,7 @@ def _history(
 
 def on_evaluation_recorded(cur: Projection, e: EventEnvelope) -> None:
     recorded = typed(e)
-    cur.append(
+    cur.insert(
         "evaluations",
         {
             "evaluation_id": e.aggregate_id,

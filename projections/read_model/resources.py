@@ -79,7 +79,7 @@ def _row(table: ResourceTable, e: EventEnvelope, **columns: Any) -> dict[str, An
 
 
 def _record_lineage(cur: Projection, table: ResourceTable, e: EventEnvelope) -> None:
-    cur.append(
+    cur.insert(
         "lineage",
         {
             "clone_id": e.aggregate_id,
@@ -96,12 +96,8 @@ def _record_lineage(cur: Projection, table: ResourceTable, e: EventEnvelope) -> 
 def _update(
     cur: Projection, table: ResourceTable, e: EventEnvelope, changes: dict[str, Any]
 ) -> None:
-    assignments = "".join(f"{column} = ?, " for column in changes)
-    cur.execute(
-        f"UPDATE {table.name} SET {assignments}updated_at = ?, version = ? "
-        f"WHERE {table.id_column} = ?",
-        [*changes.values(), e.occurred_at.isoformat(), e.aggregate_version, e.aggregate_id],
-    )
+    stamp = {"updated_at": e.occurred_at.isoformat(), "version": e.aggregate_version}
+    cur.update(table.name, e.aggregate_id, {**changes, **stamp})
 
 
 def _projectors() -> dict[type[Aggregate.Event], Projector]:

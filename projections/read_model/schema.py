@@ -124,7 +124,7 @@ SCHEMA = [
     # A digest of every projected table at chosen positions: what a replay must reproduce.
     """CREATE TABLE IF NOT EXISTS digests (position INTEGER, table_name TEXT, digest TEXT,
         row_count INTEGER, PRIMARY KEY (position, table_name))""",
-    # The running digests of the append-only tables, kept as rows are added.
+    # The running digests of the projected tables, kept as rows change (digests.py).
     """CREATE TABLE IF NOT EXISTS digest_sums (table_name TEXT PRIMARY KEY, total TEXT,
         row_count INTEGER)""",
     *REF_TABLES,
@@ -173,9 +173,13 @@ JSON_COLUMNS = {
 }
 
 
+# json.dumps(value, sort_keys=True), without making an encoder per call.
+_encode_sorted = json.JSONEncoder(sort_keys=True).encode
+
+
 def to_column(value: Any) -> Any:
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
+        return _encode_sorted(value)
     return value
 
 

@@ -20,64 +20,66 @@ from projections.read_model.schema import to_column
 def on_clone_task_created(cur: Projection, e: EventEnvelope) -> None:
     created = typed(e)
     occurred_at = e.occurred_at.isoformat()
-    cur.execute(
-        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.aggregate_id,
-            e.namespace_id,
-            "namespace_clone",
-            TaskStatus.PENDING,
-            created.source_namespace_id,
-            created.target_namespace_id,
-            to_column(created.include_resources),
-            None,
-            None,
-            occurred_at,
-            occurred_at,
-            e.actor,
-        ],
+    cur.insert(
+        "tasks",
+        {
+            "task_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "task_type": "namespace_clone",
+            "status": TaskStatus.PENDING,
+            "source_namespace_id": created.source_namespace_id,
+            "target_namespace_id": created.target_namespace_id,
+            "include_resources": to_column(created.include_resources),
+            "progress": None,
+            "result": None,
+            "created_at": occurred_at,
+            "updated_at": occurred_at,
+            "created_by": e.actor,
+        },
     )
 
 
 def on_copying(cur: Projection, e: EventEnvelope) -> None:
     copying = typed(e)
     copies = {clone: {"copied": 0, "total": 0, "done": False} for clone in copying.copies}
-    cur.execute(
-        "UPDATE tasks SET status = ?, result = ?, progress = ?, updated_at = ? WHERE task_id = ?",
-        [
-            TaskStatus.IN_PROGRESS,
-            to_column(copying.result),
-            to_column(_copy_progress(copies)),
-            e.occurred_at.isoformat(),
-            e.aggregate_id,
-        ],
+    cur.update(
+        "tasks",
+        e.aggregate_id,
+        {
+            "status": TaskStatus.IN_PROGRESS,
+            "result": to_column(copying.result),
+            "progress": to_column(_copy_progress(copies)),
+            "updated_at": e.occurred_at.isoformat(),
+        },
     )
 
 
 def on_copy_progressed(cur: Projection, e: EventEnvelope) -> None:
     progressed = typed(e)
-    row = cur.query("SELECT progress FROM tasks WHERE task_id = ?", [e.aggregate_id])[0]
+    row = cur.row("tasks", e.aggregate_id)
+    assert row is not None, f"no task {e.aggregate_id}"  # a task's events follow its creation
     copies = json.loads(row["progress"])["collections"]
     copies[progressed.collection_id] = {
         "copied": progressed.copied,
         "total": progressed.total,
         "done": progressed.done,
     }
-    cur.execute(
-        "UPDATE tasks SET progress = ?, updated_at = ? WHERE task_id = ?",
-        [to_column(_copy_progress(copies)), e.occurred_at.isoformat(), e.aggregate_id],
+    cur.update(
+        "tasks",
+        e.aggregate_id,
+        {"progress": to_column(_copy_progress(copies)), "updated_at": e.occurred_at.isoformat()},
     )
 
 
 def on_clone_task_completed(cur: Projection, e: EventEnvelope) -> None:
-    cur.execute(
-        "UPDATE tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ?",
-        [
-            TaskStatus.COMPLETED,
-            to_column(typed(e).result),
-            e.occurred_at.isoformat(),
-            e.aggregate_id,
-        ],
+    cur.update(
+        "tasks",
+        e.aggregate_id,
+        {
+            "status": TaskStatus.COMPLETED,
+            "result": to_column(typed(e).result),
+            "updated_at": e.occurred_at.isoformat(),
+        },
     )
 
 
@@ -99,20 +101,19 @@ def _copy_progress(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def on_work_created(task_type: str, cur: Projection, e: EventEnvelope) -> None:
     occurred_at = e.occurred_at.isoformat()
-    cur.execute(
-        "INSERT INTO tasks (task_id, namespace_id, task_type, status, progress, result, "
-        "created_at, updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            e.aggregate_id,
-            e.namespace_id,
-            task_type,
-            TaskStatus.IN_PROGRESS,
-            to_column({"documents_done": 0, "documents_total": 0, "percent": 0.0}),
-            to_column(e.data),  # what the task works on: collection_id (taxonomy_id)
-            occurred_at,
-            occurred_at,
-            e.actor,
-        ],
+    cur.insert(
+        "tasks",
+        {
+            "task_id": e.aggregate_id,
+            "namespace_id": e.namespace_id,
+            "task_type": task_type,
+            "status": TaskStatus.IN_PROGRESS,
+            "progress": to_column({"documents_done": 0, "documents_total": 0, "percent": 0.0}),
+            "result": to_column(e.data),  # what the task works on: collection_id (taxonomy_id)
+            "created_at": occurred_at,
+            "updated_at": occurred_at,
+            "created_by": e.actor,
+        },
     )
 
 
@@ -133,9 +134,14 @@ def _record_work(
     cur: Projection, e: EventEnvelope, status: str, done: int, total: int, percent: float
 ) -> None:
     progress = {"documents_done": done, "documents_total": total, "percent": percent}
-    cur.execute(
-        "UPDATE tasks SET status = ?, progress = ?, updated_at = ? WHERE task_id = ?",
-        [status, to_column(progress), e.occurred_at.isoformat(), e.aggregate_id],
+    cur.update(
+        "tasks",
+        e.aggregate_id,
+        {
+            "status": status,
+            "progress": to_column(progress),
+            "updated_at": e.occurred_at.isoformat(),
+        },
     )
 
 
