@@ -109,9 +109,11 @@ class CommandProcessor:
         self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
-        # Rejections on the DLQ whose position is not stored yet: a batch tried again after a
-        # failed commit does not send them twice (a crash in between still may: at least once).
-        self._dead_lettered: set[tuple[TopicPartition, int]] = set()
+        # Rejections on the DLQ whose position is not stored yet, by (tracking name, offset):
+        # a batch tried again after a failed commit neither sends them twice nor decides them
+        # anew (the stored outcome is the one the DLQ told). A crash in between may still
+        # repeat an entry: at least once.
+        self._dead_lettered: dict[tuple[str, int], CommandRejected] = {}
         self._stop = asyncio.Event()  # replaced by run()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -212,6 +214,7 @@ class CommandProcessor:
                 self.app.last_position, tracking_name(self.cluster_id, tp.topic, tp.partition)
             )
             self.recorded[tp] = position or 0
+            self._forget_dead_letters(tp)
             if position is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
@@ -264,30 +267,40 @@ class CommandProcessor:
     def _decide(self, records: list[ConsumerRecord]) -> Decided:
         pending: list[Pending] = []
         for record in records:
-            try:
-                command: Command | CommandRejected = self._read(record)
-            except CommandRejected as rejected:
-                command = rejected
+            command: Command | CommandRejected | None = self._dead_lettered.get(
+                self._dlq_key(record)
+            )
+            if command is None:
+                try:
+                    command = self._read(record)
+                except CommandRejected as rejected:
+                    command = rejected
             pending.append((command, tracking_of(self.cluster_id, record)))
         return self.app.decide(pending)
+
+    def _dlq_key(self, record: ConsumerRecord) -> tuple[str, int]:
+        return tracking_name(self.cluster_id, record.topic, record.partition), record.offset
 
     async def _dead_letter(
         self, tp: TopicPartition, records: list[ConsumerRecord], decided: Decided
     ) -> None:
         for record, result in zip(records, decided.results, strict=False):
-            sent = (tp, record.offset)
-            if isinstance(result, CommandRejected) and sent not in self._dead_lettered:
+            key = self._dlq_key(record)
+            if isinstance(result, CommandRejected) and key not in self._dead_lettered:
                 await self._send_until_sent(record, result)
-                self._dead_lettered.add(sent)
+                self._dead_lettered[key] = result
+
+    def _forget_dead_letters(self, tp: TopicPartition) -> None:
+        """Those whose position is stored (or that belong to another log) are done."""
+        name = tracking_name(self.cluster_id, tp.topic, tp.partition)
+        for key in [k for k in self._dead_lettered if k[0].endswith(f"/{tp.topic}#{tp.partition}")]:
+            if key[0] != name or key[1] + 1 <= self.recorded.get(tp, 0):
+                del self._dead_lettered[key]
 
     def _stored(self, tp: TopicPartition, decided: Decided) -> None:
         assert decided.tracking is not None
         self.recorded[tp] = decided.tracking.notification_id
-        self._dead_lettered = {
-            (p, offset)
-            for p, offset in self._dead_lettered
-            if p != tp or offset + 1 > self.recorded[tp]
-        }
+        self._forget_dead_letters(tp)
         rejected = sum(isinstance(result, CommandRejected) for result in decided.results)
         self.rejected += rejected
         self.processed += decided.consumed - rejected
@@ -309,6 +322,13 @@ class CommandProcessor:
         tp = TopicPartition(record.topic, record.partition)
         if tracking.notification_id <= self.recorded.get(tp, 0):
             return  # redelivered after a rebalance or a crash: applied already
+        if self._dlq_key(record) in self._dead_lettered:
+            # On the DLQ already, from a batch that did not land: store that outcome.
+            await asyncio.to_thread(self.app.record_position, tracking)
+            self.rejected += 1
+            self.recorded[tp] = tracking.notification_id
+            self._forget_dead_letters(tp)
+            return
         attempt = 0
         while True:
             attempt += 1

@@ -1,13 +1,13 @@
 """The relay: every stored event onto envbranch.events, in position order.
 
 Its only memory is the topic itself: on start, whenever publishing fails, when the
-broker's cluster ID changed (read every half second) and when a check beside the
-publishing finds the topic short of what was published, it reads the position in
-the last record on the topic and goes on from there. A broker that restarted empty
-therefore gets the whole log again. It waits for new events on a wake-up from the
-writer (polling between), not on a timer. Each batch is
-one Kafka record batch, appended all or nothing, and the next is sent only
-after it was acknowledged, so the topic never has a gap.
+broker's cluster ID changed (read before each page, and every half second while idle)
+and when a check beside the publishing finds the topic short of what was published, it
+reads the position in the last record on the topic and goes on from there. A broker
+that restarted empty therefore gets the whole log again. It waits for new events on a
+wake-up from the writer (polling between), not on a timer. Each batch is one Kafka
+record batch, appended all or nothing, and the next is sent only after it was
+acknowledged, so the topic never has a gap.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Relay:
         self.cluster_id: str | None = None  # the log incarnation `published` refers to
         self._identity_checked = 0.0  # when cluster_id was last read (monotonic)
         self._tail_lost = False  # the topic lost events it had: start over from what it holds
+        self._pending: Sequence[Notification] = []  # the page read, to publish next
 
     async def run(self, stop: asyncio.Event) -> None:
         self.producer = AIOKafkaProducer(
@@ -115,9 +116,11 @@ class Relay:
                 # or a page could land on the new topic ahead of the rest. Its identity is
                 # read on a timer rather than per page (a round trip each); a publish that
                 # fails (the connection to the old broker broke) re-reads it at once.
+                ticket = self.wakeups.ticket() if self.wakeups is not None else 0
+                self._pending = await self._next_page()
                 if self._tail_lost or await self._broker_changed():
                     await self._resync()
-                ticket = self.wakeups.ticket() if self.wakeups is not None else 0
+                    continue
                 if not await self.publish_next_page():
                     await self._idle(ticket)
             except (TimeoutError, KafkaError, OSError) as e:
@@ -126,7 +129,12 @@ class Relay:
                 await self._resync_until_reachable(stop)
 
     async def _broker_changed(self) -> bool:
-        if time.monotonic() - self._identity_checked < self.config.identity_check_seconds:
+        """Read before every page with something to publish (the timer alone would leave
+        a window: a broker back empty for under a check's interval, its topics made again,
+        would get a page ahead of the rest), and on the timer while idle."""
+        if not self._pending and (
+            time.monotonic() - self._identity_checked < self.config.identity_check_seconds
+        ):
             return False
         return await self._cluster_id() != self.cluster_id
 
@@ -143,8 +151,8 @@ class Relay:
                 on_topic = await last_position_on_topic(
                     self.config.bootstrap_servers, self.config.topics.events
                 )
-            except (TimeoutError, KafkaError, OSError) as e:
-                log.debug("could not read the topic's tail (%r); again later", e)
+            except Exception as e:  # noqa: BLE001 - the broker may be away: check again later
+                log.warning("could not read the topic's tail (%r); again later", e)
                 continue
             if on_topic < published:
                 self._tail_lost = True
@@ -155,10 +163,14 @@ class Relay:
         else:
             await self.wakeups.wait(ticket, self.config.idle_poll_seconds)
 
-    async def publish_next_page(self) -> int:
-        notifications: Sequence[Notification] = await asyncio.to_thread(
+    async def _next_page(self) -> Sequence[Notification]:
+        return await asyncio.to_thread(  # type: ignore[no-any-return]
             self.app.recorder.select_notifications, self.published + 1, self.config.page_size
         )
+
+    async def publish_next_page(self) -> int:
+        notifications = self._pending if self._pending else await self._next_page()
+        self._pending = []
         if not notifications:
             return 0
         await self._publish(notifications)
@@ -268,12 +280,13 @@ def envelope_bytes(notification: Notification, mapper: Mapper[Any]) -> bytes:
     """The event envelope of a stored event, as bytes for the topic. Most stored states
     are plain JSON whose only transcoded value is the timestamp: the envelope is then
     written straight from it, the same bytes as through the domain event (tested), at a
-    fraction of the cost. Anything else (other transcoded values, a compressed or
-    encrypted store) goes the general way."""
+    fraction of the cost. Anything else (other transcoded values, floats, a versioned
+    event class that may need upcasting, a compressed or encrypted store) goes the
+    general way."""
     raw = notification.state
-    if raw.count(b'"_type_"') == 1:
+    if raw.count(b'"_type_"') == 1 and b'"class_version"' not in raw:
         try:
-            state = json.loads(raw)
+            state = json.loads(raw, parse_float=_no_floats)
             stamp = state.pop("timestamp")
             occurred_at = stamp["_data_"]
             if stamp["_type_"] == "datetime_iso" and occurred_at.endswith("+00:00"):
@@ -297,6 +310,12 @@ def envelope_bytes(notification: Notification, mapper: Mapper[Any]) -> bytes:
         except (ValueError, KeyError, TypeError, AttributeError):
             pass  # not of that shape after all: the general way
     return envelope_of(notification.id, mapper.to_domain_event(notification)).to_bytes()
+
+
+def _no_floats(text: str) -> float:
+    """Floats go the general way: json and pydantic write some of them differently
+    (1e-05 against 0.00001)."""
+    raise ValueError(f"a float ({text})")
 
 
 @functools.cache

@@ -226,7 +226,21 @@ def test_the_relay_writes_the_same_envelope_bytes_as_through_the_domain_event(
     documents = [*production(), *clones()]
     text = 'ünïcødé ✓ "quoted" \\ back\nslash'
     documents.append(doc("namespaces.create", {"namespace_name": "u-1", "description": text}))
-    store(app, documents)
+    small = {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {}}}
+    small["config"]["parameters"] = {"threshold": 1e-05, "weight": 0.5, "big": 1e300}
+    documents.append(
+        doc(
+            "retrievers.create",
+            {
+                "namespace_identifier": "prod",
+                "retriever_name": "floats",
+                "collection_identifiers": ["docs-text"],
+                "stages": [small],
+            },
+        )
+    )
+    results = store(app, documents)
+    assert isinstance(results[-1], Outcome), results[-1]
     notifications = app.recorder.select_notifications(1, 10**6)
     assert len(notifications) > 30
     for notification in notifications:
