@@ -109,11 +109,12 @@ class CommandProcessor:
         self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
-        # Rejections on the DLQ whose position is not stored yet, by (tracking name, offset):
+        # Rejections on the DLQ whose position is not stored yet, by (partition, cluster ID,
+        # offset):
         # a batch tried again after a failed commit neither sends them twice nor decides them
         # anew (the stored outcome is the one the DLQ told). A crash in between may still
         # repeat an entry: at least once.
-        self._dead_lettered: dict[tuple[str, int], CommandRejected] = {}
+        self._dead_lettered: dict[tuple[TopicPartition, str, int], CommandRejected] = {}
         self._stop = asyncio.Event()  # replaced by run()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -278,8 +279,9 @@ class CommandProcessor:
             pending.append((command, tracking_of(self.cluster_id, record)))
         return self.app.decide(pending)
 
-    def _dlq_key(self, record: ConsumerRecord) -> tuple[str, int]:
-        return tracking_name(self.cluster_id, record.topic, record.partition), record.offset
+    def _dlq_key(self, record: ConsumerRecord) -> tuple[TopicPartition, str, int]:
+        tp = TopicPartition(record.topic, record.partition)
+        return tp, self.cluster_id, record.offset
 
     async def _dead_letter(
         self, tp: TopicPartition, records: list[ConsumerRecord], decided: Decided
@@ -292,9 +294,8 @@ class CommandProcessor:
 
     def _forget_dead_letters(self, tp: TopicPartition) -> None:
         """Those whose position is stored (or that belong to another log) are done."""
-        name = tracking_name(self.cluster_id, tp.topic, tp.partition)
-        for key in [k for k in self._dead_lettered if k[0].endswith(f"/{tp.topic}#{tp.partition}")]:
-            if key[0] != name or key[1] + 1 <= self.recorded.get(tp, 0):
+        for key in [k for k in self._dead_lettered if k[0] == tp]:
+            if key[1] != self.cluster_id or key[2] + 1 <= self.recorded.get(tp, 0):
                 del self._dead_lettered[key]
 
     def _stored(self, tp: TopicPartition, decided: Decided) -> None:
@@ -345,9 +346,7 @@ class CommandProcessor:
                 return
             except (OperationalError, InterfaceError, ConnectionError) as e:
                 # The store is unreachable or busy: wait and try the same command again.
-                delay = TRANSIENT_RETRY_SECONDS[min(attempt, len(TRANSIENT_RETRY_SECONDS)) - 1]
-                log.warning("event store unavailable (%s); retrying in %ss", e, delay)
-                await self._wait_unless_stopping(delay)
+                await self._wait_for_store(e, attempt)
             except Exception as e:  # noqa: BLE001 - a bug must not block the partition
                 log.exception("applying %s:%s failed", record.partition, record.offset)
                 if attempt >= MAX_INTERNAL_ATTEMPTS:

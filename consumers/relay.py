@@ -83,7 +83,6 @@ class Relay:
         self.cluster_id: str | None = None  # the log incarnation `published` refers to
         self._identity_checked = 0.0  # when cluster_id was last read (monotonic)
         self._tail_lost = False  # the topic lost events it had: start over from what it holds
-        self._pending: Sequence[Notification] = []  # the page read, to publish next
 
     async def run(self, stop: asyncio.Event) -> None:
         self.producer = AIOKafkaProducer(
@@ -117,22 +116,24 @@ class Relay:
                 # read on a timer rather than per page (a round trip each); a publish that
                 # fails (the connection to the old broker broke) re-reads it at once.
                 ticket = self.wakeups.ticket() if self.wakeups is not None else 0
-                self._pending = await self._next_page()
-                if self._tail_lost or await self._broker_changed():
+                page = await self._next_page()
+                if self._tail_lost or await self._broker_changed(bool(page)):
                     await self._resync()
-                    continue
-                if not await self.publish_next_page():
+                elif page:
+                    await self._publish(page)
+                    self.published = page[-1].id
+                else:
                     await self._idle(ticket)
             except (TimeoutError, KafkaError, OSError) as e:
                 log.warning("publishing failed (%r); re-reading the topic's tail", e)
                 await asyncio.sleep(0.5)
                 await self._resync_until_reachable(stop)
 
-    async def _broker_changed(self) -> bool:
+    async def _broker_changed(self, publishing: bool) -> bool:
         """Read before every page with something to publish (the timer alone would leave
         a window: a broker back empty for under a check's interval, its topics made again,
         would get a page ahead of the rest), and on the timer while idle."""
-        if not self._pending and (
+        if not publishing and (
             time.monotonic() - self._identity_checked < self.config.identity_check_seconds
         ):
             return False
@@ -167,15 +168,6 @@ class Relay:
         return await asyncio.to_thread(  # type: ignore[no-any-return]
             self.app.recorder.select_notifications, self.published + 1, self.config.page_size
         )
-
-    async def publish_next_page(self) -> int:
-        notifications = self._pending if self._pending else await self._next_page()
-        self._pending = []
-        if not notifications:
-            return 0
-        await self._publish(notifications)
-        self.published = notifications[-1].id
-        return len(notifications)
 
     async def _publish(self, notifications: Sequence[Notification]) -> None:
         assert self.producer is not None

@@ -7,7 +7,6 @@ test_crash_recovery.py.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from domain.envelopes import envelope_of
 from domain.errors import CommandRejected, ErrorCode
 from domain.namespace import Namespace, NamespaceName
 from tests.scenario import clones, production
+from tests.support import command
 
-_ids = itertools.count()
 TRACKING = "cluster/envbranch.commands#0"
 
 
@@ -32,15 +31,6 @@ def app(tmp_path: Path) -> Environments:
     return Environments(
         env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "e.db")}
     )
-
-
-def doc(type_: str, body: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
-    return {
-        "command_id": command_id or f"gc-{next(_ids)}",
-        "type": type_,
-        "body": body,
-        "actor": "tester",
-    }
 
 
 def pending(documents: list[dict[str, Any]], first_offset: int = 0) -> list[Pending]:
@@ -78,7 +68,7 @@ def bucket_ids(app: Environments, name: str) -> dict[str, str]:
 
 
 def bucket(ns: str, name: str) -> dict[str, Any]:
-    return doc(
+    return command(
         "buckets.create",
         {"namespace_identifier": ns, "bucket_name": name, "bucket_schema": {"properties": {}}},
     )
@@ -87,7 +77,7 @@ def bucket(ns: str, name: str) -> dict[str, Any]:
 def test_a_batch_is_one_transaction_whose_tracking_record_is_its_last_position(
     app: Environments,
 ) -> None:
-    documents = [doc("namespaces.create", {"namespace_name": f"ns-{i}"}) for i in range(50)]
+    documents = [command("namespaces.create", {"namespace_name": f"ns-{i}"}) for i in range(50)]
     decided = app.decide(pending(documents))
     assert decided.consumed == 50
     assert app.recorder.max_notification_id() is None, "nothing is stored before commit"
@@ -101,7 +91,7 @@ def test_a_batch_is_one_transaction_whose_tracking_record_is_its_last_position(
 
 def test_later_commands_of_a_batch_see_what_earlier_ones_did(app: Environments) -> None:
     documents = [
-        doc("namespaces.create", {"namespace_name": "prod"}),
+        command("namespaces.create", {"namespace_name": "prod"}),
         bucket("prod", "raw"),
         bucket("prod", "more"),
         bucket("prod", "raw"),  # the name was taken two commands earlier, same batch
@@ -115,10 +105,10 @@ def test_later_commands_of_a_batch_see_what_earlier_ones_did(app: Environments) 
 
 def test_a_rejected_command_does_not_poison_its_batch(app: Environments) -> None:
     documents = [
-        doc("namespaces.create", {"namespace_name": "a"}),
+        command("namespaces.create", {"namespace_name": "a"}),
         bucket("missing", "raw"),  # rejected before it changed anything
         bucket("a", "raw"),
-        doc("namespaces.create", {"namespace_name": "b"}),
+        command("namespaces.create", {"namespace_name": "b"}),
     ]
     decided = app.decide(pending(documents))
     assert decided.consumed == 4, "a clean rejection does not end the batch"
@@ -133,11 +123,12 @@ def test_a_command_rejected_after_it_changed_state_ends_the_batch_and_leaves_no_
 ) -> None:
     app.max_event_bytes = 4096  # an object too large for one event: rejected late
     objects = {"namespace_identifier": "prod", "bucket_identifier": "raw"}
+    big = "x" * 8000
     documents = [
-        doc("namespaces.create", {"namespace_name": "prod"}),
+        command("namespaces.create", {"namespace_name": "prod"}),
         bucket("prod", "raw"),
-        doc("buckets.objects.add", {**objects, "objects": [{"key": "big", "text": "x" * 8000}]}),
-        doc("buckets.objects.add", {**objects, "objects": [{"key": "small", "text": "y"}]}),
+        command("buckets.objects.add", {**objects, "objects": [{"key": "big", "text": big}]}),
+        command("buckets.objects.add", {**objects, "objects": [{"key": "small", "text": "y"}]}),
     ]
     decided = app.decide(pending(documents))
     assert decided.consumed == 3, "the batch ends with the command that failed late"
@@ -152,8 +143,8 @@ def test_a_command_rejected_after_it_changed_state_ends_the_batch_and_leaves_no_
 
 
 def test_the_same_command_twice_in_a_batch_is_applied_once(app: Environments) -> None:
-    first = doc("namespaces.create", {"namespace_name": "once"}, command_id="same")
-    reused = doc("namespaces.create", {"namespace_name": "other"}, command_id="same")
+    first = command("namespaces.create", {"namespace_name": "once"}, command_id="same")
+    reused = command("namespaces.create", {"namespace_name": "other"}, command_id="same")
     results = store(app, [first, first, reused])
     assert isinstance(results[0], Outcome) and not results[0].duplicate
     assert results[1] == Outcome(positions=[], duplicate=True)
@@ -166,9 +157,9 @@ def test_a_command_that_reads_log_positions_starts_a_new_batch(app: Environments
     ns = {"namespace_identifier": "prod"}
     stages = [{"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {}}}]
     setup = [
-        doc("namespaces.create", {"namespace_name": "prod"}),
+        command("namespaces.create", {"namespace_name": "prod"}),
         bucket("prod", "b"),
-        doc(
+        command(
             "collections.create",
             {
                 **ns,
@@ -178,7 +169,7 @@ def test_a_command_that_reads_log_positions_starts_a_new_batch(app: Environments
             },
         ),
         *[
-            doc(
+            command(
                 "retrievers.create",
                 {**ns, "retriever_name": r, "collection_identifiers": ["c"], "stages": stages},
             )
@@ -188,10 +179,10 @@ def test_a_command_that_reads_log_positions_starts_a_new_batch(app: Environments
     store(app, setup)
     ref = {**ns, "ref_name": "live"}
     documents = [
-        doc("refs.create", {**ref, "target_kind": "retriever", "target": "r1"}),
-        doc("refs.move", {**ref, "target": "r2"}),
-        doc("refs.rollback", {**ref, "position": 10**6}),  # reads the ref's log positions
-        doc("namespaces.create", {"namespace_name": "after"}),
+        command("refs.create", {**ref, "target_kind": "retriever", "target": "r1"}),
+        command("refs.move", {**ref, "target": "r2"}),
+        command("refs.rollback", {**ref, "position": 10**6}),  # reads the ref's log positions
+        command("namespaces.create", {"namespace_name": "after"}),
     ]
     decided = app.decide(pending(documents, first_offset=len(setup)))
     assert decided.consumed == 2, "the batch ends before the rollback"
@@ -206,7 +197,7 @@ def test_a_command_that_reads_log_positions_starts_a_new_batch(app: Environments
 def test_a_batch_whose_transaction_fails_leaves_memory_as_the_store_has_it(
     app: Environments, tmp_path: Path
 ) -> None:
-    store(app, [doc("namespaces.create", {"namespace_name": "prod"})])
+    store(app, [command("namespaces.create", {"namespace_name": "prod"})])
     other = Environments(
         env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "e.db")}
     )
@@ -225,11 +216,11 @@ def test_the_relay_writes_the_same_envelope_bytes_as_through_the_domain_event(
 ) -> None:
     documents = [*production(), *clones()]
     text = 'ünïcødé ✓ "quoted" \\ back\nslash'
-    documents.append(doc("namespaces.create", {"namespace_name": "u-1", "description": text}))
+    documents.append(command("namespaces.create", {"namespace_name": "u-1", "description": text}))
     small = {"stage_name": "s", "config": {"stage_id": "feature_search", "parameters": {}}}
     small["config"]["parameters"] = {"threshold": 1e-05, "weight": 0.5, "big": 1e300}
     documents.append(
-        doc(
+        command(
             "retrievers.create",
             {
                 "namespace_identifier": "prod",
