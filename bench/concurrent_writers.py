@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import sqlite3
@@ -38,10 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from children import check_alive, child, child_env, wait_until
 from machine import machine, version
 from timing import percentile
 
+from domain.envelopes import EventEnvelope, Topics
 from envbranch.broker import EmbeddedBroker, free_port
 
 GOAL_WRITES_PER_S = 500
@@ -278,10 +281,52 @@ async def measure(url: str, key: str, pids: dict[str, int], args: argparse.Names
         await timed_phase(apis, pids, 1.0, read)  # warm-up, not counted
         baseline = await timed_phase(apis, pids, args.baseline_seconds, read)
         await timed_phase(apis, pids, args.warm_up, write)
+        mix_started = time.time()
         mix = await timed_phase(apis, pids, args.seconds, write)
     finally:
         await asyncio.gather(*(http.aclose() for http in clients))
-    return {"baseline": baseline, "mix": mix, "first_setup_s": first_setup, "target": names[0]}
+    return {
+        "baseline": baseline,
+        "mix": mix,
+        "mix_started": mix_started,
+        "first_setup_s": first_setup,
+        "target": names[0],
+    }
+
+
+async def pipeline_hops(bootstrap: str, topics: Topics, since: float) -> list[list[float]]:
+    """Each command's time, in ms, from its record on envbranch.commands to its decision
+    (its receipt's occurred_at) and from there to its receipt's record on envbranch.events
+    (the processor's store commit and the relay), for the commands sent after ``since``
+    (wall clock). One machine, one clock; Kafka timestamps are whole milliseconds."""
+    produced = {}
+    for record in await _read_topic(bootstrap, topics.commands):
+        if record.timestamp / 1000 >= since:
+            produced[json.loads(record.value)["command_id"]] = record.timestamp / 1000
+    hops: list[list[float]] = [[], []]
+    for record in await _read_topic(bootstrap, topics.events):
+        envelope = EventEnvelope.from_bytes(record.value)
+        if envelope.type == "CommandReceipt.Accepted" and envelope.command_id in produced:
+            decided = envelope.occurred_at.timestamp()
+            hops[0].append((decided - produced[envelope.command_id]) * 1000)
+            hops[1].append((record.timestamp / 1000 - decided) * 1000)
+    return hops
+
+
+async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        while batches := await consumer.getmany(*tps, timeout_ms=1000):
+            for batch in batches.values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -327,6 +372,8 @@ def run_stack(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict:
         pids = {"envbranch up": process.pid, **other_children(process.pid)}
         pids["this load generator"] = os.getpid()
         result = asyncio.run(measure(url, key, pids, args))
+        topics = Topics(env["ENVBRANCH_TOPIC_PREFIX"])
+        result["hops"] = asyncio.run(pipeline_hops(bootstrap, topics, result["mix_started"]))
         check_alive(process, log)
         lines = log.read_text(errors="replace").splitlines()
         result["log_errors"] = [s for s in lines if " ERROR " in s or "Traceback" in s]
@@ -374,6 +421,22 @@ def print_mix(mix: Phase, clients: int) -> None:
         verdict = "" if ok is None else "met" if ok else "not met"
         print(f"   {what:<32} {value:>9} {goal:>8}  {verdict}")
     print("   writes by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(t.writes.items())))
+    print()
+
+
+def print_hops(hops: list[list[float]], mix: Phase) -> None:
+    """Where a write's time goes under load: the two pipeline hops the records' clocks
+    show, and the rest (API and produce, events topic -> read model -> answer)."""
+    decide, relay = (p(h, 50) for h in hops)
+    rest = p(mix.tally.write_ms, 50) - decide - relay
+    print(
+        f"   where a write's time goes (p50 ms, {len(hops[0])} commands): commands topic -> ",
+        end="",
+    )
+    print(
+        f"decided {decide:.1f} | -> stored, on events topic {relay:.1f} | the rest (API, ", end=""
+    )
+    print(f"produce, events topic -> read model -> answer) {rest:.1f}")
     print()
 
 
@@ -436,6 +499,7 @@ def main() -> None:
             print("\n".join(header(broker, args)), flush=True)
             result = run_stack(broker.bootstrap_servers, tmp, args)
     print_mix(result["mix"], args.clients)
+    print_hops(result["hops"], result["mix"])
     print_against_baseline(result["baseline"], result["mix"], result["target"], args.clients)
     print(
         "not measured: setup (a namespace, bucket, collection and retriever per client; the "

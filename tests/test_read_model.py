@@ -212,3 +212,22 @@ def test_events_written_by_another_version_still_project(tmp_path: Path) -> None
         [cloned.aggregate_id],
     )
     assert row == [{"vector_mode": "own", "status": "ready"}]
+
+
+def test_a_write_finds_what_its_command_created_through_an_index(
+    read_models: tuple[ReadModel, ReadModel],
+) -> None:
+    # Every API create and clone answers with queries.created_by_command: a scan of the
+    # audit table would grow with the whole history (8.7 ms at 200,000 events).
+    db = read_models[0].db
+    sql = "SELECT aggregate_id FROM audit WHERE command_id = ? AND type IN (?, ?) ORDER BY position"
+    params = ["c-1", "Collection.Created", "Collection.Cloned"]
+    if db.dialect == "sqlite":
+        plan = " ".join(str(row["detail"]) for row in db.query(f"EXPLAIN QUERY PLAN {sql}", params))
+    else:
+        with db.transaction() as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            plan = " ".join(
+                str(next(iter(row.values()))) for row in cur.query(f"EXPLAIN {sql}", params)
+            )
+    assert "audit_command" in plan, plan

@@ -131,6 +131,8 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS lineage_source ON lineage (source_id)",
     "CREATE INDEX IF NOT EXISTS audit_aggregate ON audit (aggregate_id)",
     "CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace_id)",
+    # An API write answers with what its command created: found by command, not by a scan.
+    "CREATE INDEX IF NOT EXISTS audit_command ON audit (command_id)",
     *[
         f"CREATE INDEX IF NOT EXISTS {t.name}_by_name ON {t.name} (namespace_id, {t.fields[0]})"
         for t in RESOURCES.values()
