@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from children import check_alive, child, child_env, wait_until
+from children import check_alive, child, child_env, cpu_seconds, wait_until
 from machine import machine, version
 from timing import percentile
 
@@ -212,12 +212,6 @@ class Writer:
 
 
 # --- phases, each with the CPU it cost --------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
