@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sqlite3
@@ -39,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from children import check_alive, child, child_env, cpu_seconds, wait_until
 from machine import machine, version
+from pipeline_hops import pipeline_hops, print_hops
 from timing import percentile
 
-from domain.envelopes import EventEnvelope, Topics
+from domain.envelopes import Topics
 from envbranch.broker import EmbeddedBroker, free_port
 
 GOAL_WRITES_PER_S = 500
@@ -128,7 +127,7 @@ class Writer:
     async def setup(self) -> None:
         """Its namespace, a bucket, a collection and a retriever: what the mix clones."""
         body = {"namespace_name": self.namespace}
-        ns = await self.api.send("setup", "POST", "/v1/namespaces", 201, write=True, json=body)
+        ns = await self.api.send("setup", "POST", "/v1/namespaces", 200, write=True, json=body)
         bucket = ns and await self._write("setup", "/v1/buckets", BUCKET)
         if bucket:
             self.bucket_id = bucket["bucket_id"]
@@ -147,7 +146,7 @@ class Writer:
 
     async def _write(self, what: str, path: str, body: dict[str, Any]) -> Any:
         self.n += 1
-        return await self.api.send(what, "POST", path, 201, write=True, json=body)
+        return await self.api.send(what, "POST", path, 200, write=True, json=body)
 
     async def create_collection(self) -> None:
         name = f"col-{self.n}"
@@ -279,48 +278,8 @@ async def measure(url: str, key: str, pids: dict[str, int], args: argparse.Names
         mix = await timed_phase(apis, pids, args.seconds, write)
     finally:
         await asyncio.gather(*(http.aclose() for http in clients))
-    return {
-        "baseline": baseline,
-        "mix": mix,
-        "mix_started": mix_started,
-        "first_setup_s": first_setup,
-        "target": names[0],
-    }
-
-
-async def pipeline_hops(bootstrap: str, topics: Topics, since: float) -> list[list[float]]:
-    """Each command's time, in ms, from its record on envbranch.commands to its decision
-    (its receipt's occurred_at) and from there to its receipt's record on envbranch.events
-    (the processor's store commit and the relay), for the commands sent after ``since``
-    (wall clock). One machine, one clock; Kafka timestamps are whole milliseconds."""
-    produced = {}
-    for record in await _read_topic(bootstrap, topics.commands):
-        if record.timestamp / 1000 >= since:
-            produced[json.loads(record.value)["command_id"]] = record.timestamp / 1000
-    hops: list[list[float]] = [[], []]
-    for record in await _read_topic(bootstrap, topics.events):
-        envelope = EventEnvelope.from_bytes(record.value)
-        if envelope.type == "CommandReceipt.Accepted" and envelope.command_id in produced:
-            decided = envelope.occurred_at.timestamp()
-            hops[0].append((decided - produced[envelope.command_id]) * 1000)
-            hops[1].append((record.timestamp / 1000 - decided) * 1000)
-    return hops
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list[Any] = []
-        while batches := await consumer.getmany(*tps, timeout_ms=1000):
-            for batch in batches.values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    found = {"baseline": baseline, "mix": mix, "first_setup_s": first_setup}
+    return {**found, "mix_started": mix_started, "target": names[0]}
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -418,22 +377,6 @@ def print_mix(mix: Phase, clients: int) -> None:
     print()
 
 
-def print_hops(hops: list[list[float]], mix: Phase) -> None:
-    """Where a write's time goes under load: the two pipeline hops the records' clocks
-    show, and the rest (API and produce, events topic -> read model -> answer)."""
-    decide, relay = (p(h, 50) for h in hops)
-    rest = p(mix.tally.write_ms, 50) - decide - relay
-    print(
-        f"   where a write's time goes (p50 ms, {len(hops[0])} commands): commands topic -> ",
-        end="",
-    )
-    print(
-        f"decided {decide:.1f} | -> stored, on events topic {relay:.1f} | the rest (API, ", end=""
-    )
-    print(f"produce, events topic -> read model -> answer) {rest:.1f}")
-    print()
-
-
 def print_against_baseline(base: Phase, mix: Phase, target: str, clients: int) -> None:
     b, m = base.tally, mix.tally
     read_rate, write_rate = len(b.read_ms) / base.seconds, len(m.write_ms) / mix.seconds
@@ -493,7 +436,7 @@ def main() -> None:
             print("\n".join(header(broker, args)), flush=True)
             result = run_stack(broker.bootstrap_servers, tmp, args)
     print_mix(result["mix"], args.clients)
-    print_hops(result["hops"], result["mix"])
+    print_hops(result["hops"], result["mix"].tally.write_ms)
     print_against_baseline(result["baseline"], result["mix"], result["target"], args.clients)
     print(
         "not measured: setup (a namespace, bucket, collection and retriever per client; the "
