@@ -180,6 +180,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write the topics' contract as JSON Schema files (the commands and events topics)."""
+    from contract.schemas import write_schemas
+
+    written = write_schemas(args.out)
+    print(f"wrote {len(written)} files under {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``envbranch`` argument parser: one subcommand per ``cmd_*`` function."""
     parser = argparse.ArgumentParser(
@@ -199,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_diff,
         _add_checkpoint,
         _add_demo,
+        _add_schemas,
     ):
         add_subcommand(sub)
     return parser
@@ -314,6 +324,14 @@ def _add_demo(sub: _Subcommands[argparse.ArgumentParser]) -> None:
     )
     demo.add_argument("--keep", action="store_true", help="keep the data directory afterwards")
     demo.set_defaults(func=cmd_demo)
+
+
+def _add_schemas(sub: _Subcommands[argparse.ArgumentParser]) -> None:
+    schemas = sub.add_parser("schemas", help=cmd_schemas.__doc__)
+    schemas.add_argument(
+        "--out", type=Path, default=Path("schemas"), help="folder to write (default: schemas)"
+    )
+    schemas.set_defaults(func=cmd_schemas)
 
 
 def _positive(text: str) -> int:
