@@ -42,6 +42,9 @@ class NamespaceUpdateRequest(Body):
     description: Description | None = None
 
 
+MODE_VECTORS = {"copy": "copy", "branch": "reuse"}
+
+
 class NamespaceCloneRequest(Body):
     namespace_name: ResourceName
     description: Description | None = None
@@ -49,9 +52,24 @@ class NamespaceCloneRequest(Body):
     # copy: the clone's collections get vectors of their own (the task waits for the copy);
     # reuse: they share the source's points, copy-on-write, and the task completes at once.
     vectors: Literal["copy", "reuse"] = "copy"
+    # Mixpeek's name for the same choice: copy, or branch (a copy-on-write fork: reuse).
+    mode: Literal["copy", "branch"] | None = None
     # Clone the environment as it stood at this log position (see the README for what the
     # vector design allows: data unchanged since then).
     as_of_position: Position | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_chooses_vectors(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("mode") not in MODE_VECTORS:
+            return data  # no mode, or one the field refuses by name
+        vectors = MODE_VECTORS[data["mode"]]
+        if data.get("vectors", vectors) != vectors:
+            raise ValueError(
+                f"mode {data['mode']!r} means vectors {vectors!r}, not {data['vectors']!r}: "
+                "send one of the two"
+            )
+        return {**data, "vectors": vectors}
 
 
 class BucketCreateRequest(Body):

@@ -179,11 +179,16 @@ class ApiKey(Model):
 
 class ErrorBody(Model):
     message: str
-    type: str
-    details: dict[str, Any] | list[Any] | None = None
+    type: str  # stable and machine-readable: not_found, duplicate_name, validation_error ...
+    code: str | None = None  # Mixpeek's fine-grained code; envbranch's types are that fine
+    details: dict[str, Any] | None = None
 
 
 class ErrorResponse(Model):
+    """Mixpeek's error envelope: ``success`` always false, the HTTP status repeated."""
+
+    success: bool = False
+    status: int
     error: ErrorBody
 
 

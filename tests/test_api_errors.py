@@ -22,8 +22,13 @@ def http(live_stack: LiveStack) -> Iterator[httpx.Client]:
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The error of an answer in the documented shape, and nothing else."""
     body = response.json()
-    assert set(body) == {"error"}
-    assert {"message", "type"} <= set(body["error"]) <= {"message", "type", "details"}
+    assert set(body) == {"success", "status", "error"}  # Mixpeek's envelope
+    assert body["success"] is False and body["status"] == response.status_code
+    assert (
+        {"message", "type", "code"} <= set(body["error"]) <= {"message", "type", "code", "details"}
+    )
+    assert body["error"]["code"] == body["error"]["type"]
+    assert isinstance(body["error"].get("details", {}), dict)
     return dict(body["error"])
 
 

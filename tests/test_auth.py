@@ -778,8 +778,9 @@ def test_a_request_without_a_valid_api_key_gets_401_with_the_error_shape(
     header = BAD_AUTHORIZATION[authorization](world)
     for answer in check(world.stack, unauthorized_attempts(world, header)):
         error = answer.json()
-        assert set(error) == {"error"}
-        assert set(error["error"]) == {"message", "type"}
+        assert set(error) == {"success", "status", "error"}
+        assert (error["success"], error["status"]) == (False, 401)
+        assert set(error["error"]) == {"message", "type", "code"}
         assert error["error"]["type"] == "unauthorized"
 
 

@@ -51,7 +51,8 @@ class ApiError(Exception):
 
 
 def error_response(status: int, type_: str, message: str, details: Any = None) -> JSONResponse:
-    body = s.ErrorResponse(error=s.ErrorBody(message=message, type=type_, details=details or None))
+    error = s.ErrorBody(message=message, type=type_, code=type_, details=details or None)
+    body = s.ErrorResponse(status=status, error=error)
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
 
 

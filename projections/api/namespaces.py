@@ -24,7 +24,7 @@ from projections.sql import Database
 router = APIRouter(route_class=LimitedJsonRoute)
 
 
-@router.post("/v1/namespaces", response_model=s.Namespace, status_code=201)
+@router.post("/v1/namespaces", response_model=s.Namespace)
 async def create_namespace(
     body: rq.NamespaceCreateRequest, who: Who, idem: IdempotencyKey, svc: Svc
 ) -> Any:
@@ -63,7 +63,6 @@ async def update_namespace(
 @router.post(
     "/v1/namespaces/{identifier}/clone",
     response_model=s.NamespaceCloneResponse,
-    status_code=202,
 )
 async def clone_namespace(
     identifier: str, body: rq.NamespaceCloneRequest, who: Who, idem: IdempotencyKey, svc: Svc

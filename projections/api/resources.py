@@ -130,14 +130,12 @@ def add_routes(
     page_model: Any = s.Page[response]  # type: ignore[valid-type]
     base, one = f"/v1/{kind.plural}", f"/v1/{kind.plural}/{{identifier}}"
     post, name = router.post, kind.value
-    post(base, response_model=response, status_code=201, name=f"create_{name}")(create_)
+    post(base, response_model=response, name=f"create_{name}")(create_)
     post(f"{base}/list", response_model=page_model, name=f"list_{kind.plural}")(list_)
     router.get(one, response_model=response, name=f"get_{name}")(get)
     router.patch(one, response_model=response, name=f"update_{name}")(update_)
     if clone_body is not None:
-        clone_route = post(
-            f"{one}/clone", response_model=clone_response, status_code=201, name=f"clone_{name}"
-        )
+        clone_route = post(f"{one}/clone", response_model=clone_response, name=f"clone_{name}")
         clone_route(clone_)
 
 

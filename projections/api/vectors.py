@@ -87,7 +87,7 @@ async def until_materialized(svc: Services, written: Written) -> dict[str, Any]:
     return {"command_id": written.command_id, "position": written.position}
 
 
-@router.post("/v1/buckets/{identifier}/objects", response_model=WriteAccepted, status_code=201)
+@router.post("/v1/buckets/{identifier}/objects", response_model=WriteAccepted)
 async def add_objects(
     identifier: str,
     body: rq.BucketObjectsAddRequest,
