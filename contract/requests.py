@@ -11,6 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
+from domain.mixpeek_options import (
+    BatchOf1000,
+    FalseByDefault,
+    FourWorkers,
+    ManagedMode,
+    TrueByDefault,
+    Unsupported,
+)
 from domain.values import (
     BucketObject,
     BucketSchema,
@@ -35,6 +43,23 @@ class Body(BaseModel):
 class NamespaceCreateRequest(Body):
     namespace_name: ResourceName
     description: Description = ""
+    # Mixpeek's: a managed namespace is what envbranch has (no bring-your-own-vector one)
+    mode: ManagedMode = None
+    namespace_id: Unsupported = None
+    namespace_type: Unsupported = None
+    scope: Unsupported = None
+    features: Unsupported = None
+    feature_extractors: Unsupported = None
+    vector_configs: Unsupported = None
+    payload_indexes: Unsupported = None
+    auto_create_indexes: Unsupported = None
+    adaptive_indexing: Unsupported = None
+    ttl_seconds: Unsupported = None
+    infrastructure: Unsupported = None
+    trusted_issuers: Unsupported = None
+    tiering: Unsupported = None
+    spend_budget: Unsupported = None
+    cost_cap_override: Unsupported = None
 
 
 class NamespaceUpdateRequest(Body):
@@ -54,6 +79,8 @@ class NamespaceCloneRequest(Body):
     vectors: Literal["copy", "reuse"] = "copy"
     # Mixpeek's name for the same choice: copy, or branch (a copy-on-write fork: reuse).
     mode: Literal["copy", "branch"] | None = None
+    source_organization_id: Unsupported = None  # Mixpeek's
+    ttl_seconds: Unsupported = None
     # Clone the environment as it stood at this log position (see the README for what the
     # vector design allows: data unchanged since then).
     as_of_position: Position | None = None
@@ -61,7 +88,9 @@ class NamespaceCloneRequest(Body):
     @model_validator(mode="before")
     @classmethod
     def _mode_chooses_vectors(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("mode") not in MODE_VECTORS:
+        if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
+            return data
+        if data["mode"] not in MODE_VECTORS:
             return data  # no mode, or one the field refuses by name
         vectors = MODE_VECTORS[data["mode"]]
         if data.get("vectors", vectors) != vectors:
@@ -76,6 +105,12 @@ class BucketCreateRequest(Body):
     bucket_name: ResourceName
     description: Description = ""
     bucket_schema: BucketSchema
+    unique_key: Unsupported = None  # Mixpeek's
+    metadata: Unsupported = None
+    storage_class: Unsupported = None
+    destination: Unsupported = None
+    ingest_filter: Unsupported = None
+    source_adapter: Unsupported = None
 
 
 class BucketUpdateRequest(Body):
@@ -92,6 +127,17 @@ class CollectionCreateRequest(Body):
     description: Description = ""
     source: CollectionSource
     feature_extractor: FeatureExtractor
+    enabled: TrueByDefault = None  # Mixpeek's; its SDK always sends it
+    input_schema: Unsupported = None
+    features: Unsupported = None
+    metadata: Unsupported = None
+    schedule: Unsupported = None
+    taxonomy_applications: Unsupported = None
+    cluster_applications: Unsupported = None
+    alert_applications: Unsupported = None
+    retriever_enrichments: Unsupported = None
+    retriever_transform: Unsupported = None
+    embedding_task: Unsupported = None
 
 
 class CollectionUpdateRequest(Body):
@@ -106,6 +152,9 @@ class CollectionCloneRequest(Body):
     feature_extractor: FeatureExtractor | None = None
     # the collection as it stood at this log position (its name then resolves as of then)
     as_of_position: Position | None = None
+    enabled: TrueByDefault = None  # Mixpeek's
+    metadata: Unsupported = None
+    taxonomy_applications: Unsupported = None
 
 
 class DocumentsWriteRequest(Body):
@@ -132,6 +181,13 @@ class RetrieverCreateRequest(Body):
     collection_identifiers: Annotated[list[Identifier], Field(min_length=1)]
     stages: Annotated[list[Stage], Field(min_length=1)]
     input_schema: InputSchema = Field(default_factory=dict)
+    requires_subscription: FalseByDefault = None  # Mixpeek's; its SDK always sends it
+    visibility: Unsupported = None
+    marketplace_listing_id: Unsupported = None
+    budget_limits: Unsupported = None
+    tags: Unsupported = None
+    metadata: Unsupported = None
+    display_config: Unsupported = None
 
 
 class RetrieverUpdateRequest(Body):
@@ -145,12 +201,16 @@ class RetrieverCloneRequest(Body):
     collection_identifiers: Annotated[list[Identifier], Field(min_length=1)] | None = None
     stages: Annotated[list[Stage], Field(min_length=1)] | None = None
     input_schema: InputSchema | None = None
+    budget_limits: Unsupported = None  # Mixpeek's
+    tags: Unsupported = None
+    display_config: Unsupported = None
 
 
 class TaxonomyCreateRequest(Body):
     taxonomy_name: ResourceName
     description: Description = ""
     config: TaxonomyConfig
+    metadata: Unsupported = None  # Mixpeek's
 
 
 class TaxonomyUpdateRequest(Body):
@@ -165,7 +225,28 @@ class TaxonomyCloneRequest(Body):
 
 
 class ApplyTaxonomyRequest(Body):
-    taxonomy_identifier: Identifier
+    # the taxonomy (an ID or a name), or Mixpeek's taxonomy_id (an ID): one of the two
+    taxonomy_identifier: Identifier | None = None
+    taxonomy_id: Identifier | None = None
+    batch_size: BatchOf1000 = None  # Mixpeek's; its SDK always sends the two defaults
+    parallelism: FourWorkers = None
+    scroll_filters: Unsupported = None
+    budget_limits: Unsupported = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _either_name(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("taxonomy_id") is not None:
+            given = data.get("taxonomy_identifier")
+            given = data["taxonomy_id"] if given is None else given
+            if given != data["taxonomy_id"]:
+                raise ValueError("taxonomy_id and taxonomy_identifier differ: send one")
+            return {**data, "taxonomy_identifier": given, "taxonomy_id": None}
+        if data.get("taxonomy_identifier") is None:
+            raise ValueError("taxonomy_identifier (or Mixpeek's taxonomy_id) is required")
+        return data
 
 
 RefName = ResourceName

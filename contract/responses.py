@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.values import Identifier
 
@@ -53,6 +53,13 @@ class Collection(Stamped):
     vector_mode: str
     status: str
 
+    @field_validator("feature_extractor")
+    @classmethod
+    def _with_its_id(cls, extractor: dict[str, Any]) -> dict[str, Any]:
+        """Mixpeek's feature_extractor_id: the extractor's name and version."""
+        name, version = extractor.get("feature_extractor_name"), extractor.get("version")
+        return {"feature_extractor_id": f"{name}_{version}", **extractor}
+
 
 class Retriever(Stamped):
     retriever_id: str
@@ -63,6 +70,24 @@ class Retriever(Stamped):
     stages: list[dict[str, Any]]
     input_schema: dict[str, Any]
     source_retriever_id: str | None = None
+    # Mixpeek's: collection_ids again, and the feature_search stage's fusion (null without)
+    collection_identifiers: list[str] = []
+    fusion: str | None = None
+
+    @model_validator(mode="after")
+    def _as_mixpeek_reads_it(self) -> Retriever:
+        # each stage's parameters at its top level too, as Mixpeek answers them
+        self.stages = [
+            {**stage, "parameters": (stage.get("config") or {}).get("parameters") or {}}
+            for stage in self.stages
+        ]
+        self.collection_identifiers = list(self.collection_ids)
+        searches = [
+            s for s in self.stages if (s.get("config") or {}).get("stage_id") == "feature_search"
+        ]
+        fusion = searches[0]["parameters"].get("fusion") if searches else None
+        self.fusion = fusion if isinstance(fusion, str) else ("rrf" if searches else None)
+        return self
 
 
 class Taxonomy(Stamped):
@@ -86,7 +111,10 @@ class DeepCloneResult(Model):
 
 class Task(Model):
     task_id: str
+    # Mixpeek's task type: api_namespaces_create (a namespace clone), api_collections_trigger
+    # (reprocess), api_taxonomies_execute (apply a taxonomy); envbranch's name is operation
     task_type: str
+    operation: str | None = None  # namespace_clone | reprocess | apply_taxonomy
     namespace_id: str
     status: Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"]
     source_namespace_id: str | None = None
@@ -97,6 +125,11 @@ class Task(Model):
     result: DeepCloneResult | dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    # Mixpeek's: the operation, the namespaces, the progress and the result (a namespace
+    # clone's mapping, counts and points) in one object; the clone's namespace; a failure
+    additional_data: dict[str, Any] | None = None
+    outputs: list[Any] | None = None
+    error: str | None = None
 
 
 class Pagination(Model):
@@ -104,11 +137,16 @@ class Pagination(Model):
     limit: int
     offset: int
     has_more: bool
+    # Mixpeek's names for the same page
+    page: int | None = None
+    page_size: int | None = None
+    total_pages: int | None = None
 
 
 class Page(Model, Generic[T]):
     results: list[T]
     pagination: Pagination
+    total_count: int | None = None  # Mixpeek's: pagination.total
 
 
 class NamespaceCloneResponse(Model):
@@ -116,6 +154,9 @@ class NamespaceCloneResponse(Model):
     source_namespace_id: str
     status: Literal["cloning", "ready", "failed"]
     task_id: str
+    # Mixpeek's: the first retriever cloned, and what was cloned (once ready)
+    primary_retriever_id: str | None = None
+    cloned_resources: dict[str, int] | None = None
 
 
 class CollectionCloneResponse(Model):

@@ -22,6 +22,14 @@ from pydantic import (
 
 from domain.ids import ID_PATTERN
 from domain.json_limits import MAX_INT
+from domain.mixpeek_options import (
+    DefaultOverlap,
+    NoFieldMap,
+    NoSample,
+    OneLabel,
+    SlashSeparator,
+    Unsupported,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -89,6 +97,7 @@ class FeatureExtractor(Value):
     input_mappings: dict[str, str] | None = None
     field_passthrough: list[FieldPassthrough] | None = None
     include_all_source_fields: bool = False
+    parameters: Unsupported = None  # Mixpeek's alias of params
 
 
 class BucketSchema(Value):
@@ -99,6 +108,12 @@ class CollectionSource(Value):
     type: Literal["bucket", "collection"]
     bucket_ids: list[Identifier] = Field(default_factory=list)
     collection_id: Identifier | None = None
+    # Mixpeek's; field_map {} is what its SDK sends for none
+    field_map: NoFieldMap = None
+    source_namespace_id: Unsupported = None
+    collection_ids: Unsupported = None
+    inherited_bucket_ids: Unsupported = None
+    source_filters: Unsupported = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CollectionSource:
@@ -147,9 +162,18 @@ class Stage(Value):
     stage_type: StageType | None = None
     config: StageConfig
     description: str | None = None
+    batch_size: Unsupported = None  # Mixpeek's
+    on_error: Unsupported = None
+    output_alias: Unsupported = None
+    # Mixpeek answers a stage with config.parameters mirrored here; sent back, it must agree
+    parameters: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _infer_stage_type(self) -> Stage:
+        if self.parameters is not None:
+            if self.parameters not in ({}, self.config.parameters):
+                raise ValueError("parameters mirrors config.parameters: send one of the two")
+            object.__setattr__(self, "parameters", None)
         if self.stage_type is None:
             inferred = STAGE_TYPES.get(self.config.stage_id)
             if inferred is None:
@@ -184,6 +208,8 @@ class FlatTaxonomyConfig(Value):
     retriever_id: Identifier
     input_mappings: list[InputMapping] = Field(default_factory=list)
     source_collection: SourceCollection
+    top_k: OneLabel = None  # Mixpeek's: labels per document; envbranch assigns the best one
+    step_analytics: Unsupported = None
 
 
 class HierarchicalNode(Value):
@@ -202,6 +228,18 @@ class HierarchicalTaxonomyConfig(Value):
     retriever_id: Identifier | None = None
     input_mappings: list[InputMapping] = Field(default_factory=list)
     hierarchical_nodes: Annotated[list[HierarchicalNode], Field(min_length=1)]
+    # Mixpeek's inference and path options; its SDK sends the three defaults
+    inference_strategy: Unsupported = None
+    inference_collections: Unsupported = None
+    llm_provider: Unsupported = None
+    llm_model: Unsupported = None
+    llm_prompt_template: Unsupported = None
+    llm_sample_size: NoSample = None
+    cluster_ids: Unsupported = None
+    cluster_overlap_threshold: DefaultOverlap = None
+    step_analytics: Unsupported = None
+    path_field: Unsupported = None
+    path_separator: SlashSeparator = None
 
     @model_validator(mode="after")
     def _has_retrievers_and_a_root(self) -> HierarchicalTaxonomyConfig:

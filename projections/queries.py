@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,41 @@ def page(
 
 def task(db: Database, task_id: str) -> dict[str, Any] | None:
     return _one(db.query("SELECT * FROM tasks WHERE task_id = ?", [task_id]))
+
+
+def tasks_page(
+    db: Database,
+    namespace_ids: Sequence[str] | None,
+    where: dict[str, Sequence[str]],
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Tasks in the given namespaces (all when None) whose columns hold one of the values
+    ``where`` gives (status, task_type), oldest first."""
+    clause, params = _in("namespace_id", namespace_ids)
+    for column, values in where.items():
+        more, more_params = _in(column, values)
+        clause = f"{clause} AND {more[6:]}" if clause else more
+        params += more_params
+    total = db.query(f"SELECT COUNT(*) AS n FROM tasks {clause}", params)[0]["n"]
+    rows = db.query(
+        f"SELECT * FROM tasks {clause} ORDER BY created_at, task_id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return [from_row(r) for r in rows], int(total)
+
+
+def objects_added(db: Database, command_id: str) -> tuple[str, list[str]]:
+    """The bucket and the object IDs a buckets.objects.add command wrote."""
+    rows = db.query(
+        "SELECT aggregate_id, data FROM audit WHERE command_id = ? AND type = ? ORDER BY position",
+        [command_id, "Bucket.ObjectsAdded"],
+    )
+    if not rows:
+        return "", []
+    data = rows[0]["data"]
+    objects = (json.loads(data) if isinstance(data, str) else data).get("objects", [])
+    return str(rows[0]["aggregate_id"]), [str(o["object_id"]) for o in objects]
 
 
 def command_receipt(db: Database, command_id: str) -> tuple[int, str] | None:

@@ -347,6 +347,8 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
             *s.clashing("PATCH", f"/v1/namespaces/{na}"),
         ],
         "POST /v1/namespaces/list": [],
+        "GET /v1/namespaces": [],  # lists are scoped by the key: no identifier to probe
+        "POST /v1/tasks/list": [],
         "POST /v1/namespaces/{identifier}/clone": [
             *at_namespace(
                 "POST", f"/v1/namespaces/{ID}/clone", {"namespace_name": unique("stolen")}
@@ -431,6 +433,13 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
                 {"taxonomy_identifier": ID},
                 ["taxonomy"],
             ),
+            *s.in_body(  # Mixpeek's name for it
+                "POST",
+                f"/v1/collections/{an.collection_clone}/apply-taxonomy",
+                "body.taxonomy_id",
+                {"taxonomy_id": ID},
+                ["taxonomy"],
+            ),
         ],
         "POST /v1/retrievers/{identifier}/execute": [
             *s.in_path(
@@ -453,6 +462,13 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
             f"/v1/taxonomies/{ID}/classify",
             "taxonomy",
             {"documents": [{"text": "heap"}]},
+            True,
+        ),
+        "POST /v1/taxonomies/{identifier}/execute": s.in_path(
+            "POST",
+            f"/v1/taxonomies/{ID}/execute",
+            "taxonomy",
+            {"source_documents": [{"text": "heap"}]},
             True,
         ),
         "POST /v1/refs": [

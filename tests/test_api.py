@@ -279,7 +279,11 @@ def test_a_namespace_clone_answers_with_its_task_and_source_namespace(
     assert answer.status == "cloning"  # its collections' vectors are copied after the answer
     assert client.namespaces.get(answer.namespace.namespace_name) == answer.namespace
     assert task.status == "COMPLETED"
-    assert task.task_type == "namespace_clone"
+    # Mixpeek's task type (it has none for a clone, which creates a namespace), and ours
+    assert (task.task_type, task.operation) == ("api_namespaces_create", "namespace_clone")
+    assert task.additional_data is not None and task.result is not None
+    assert task.additional_data["mapping"] == task.result.mapping
+    assert task.outputs == [task.result.namespace_id]
     assert task.progress is not None and task.progress["percent"] == 100.0
     assert task.progress["points_copied"] == task.progress["points_total"]
     assert task.include_resources == {"collections": True, "retrievers": True, "taxonomies": True}
@@ -421,14 +425,25 @@ def test_listing_five_buckets_pages_them_oldest_first_with_total_and_has_more(
 
     pages = [client.buckets.list(limit=2, offset=offset, namespace=ns) for offset in (0, 2, 4)]
 
+    mixpeek = {"page_size": 2, "total_pages": 3}  # Mixpeek's names for the same
     assert [p.pagination.model_dump() for p in pages] == [
-        {"total": 5, "limit": 2, "offset": 0, "has_more": True},
-        {"total": 5, "limit": 2, "offset": 2, "has_more": True},
-        {"total": 5, "limit": 2, "offset": 4, "has_more": False},
+        {"total": 5, "limit": 2, "offset": 0, "has_more": True, "page": 1, **mixpeek},
+        {"total": 5, "limit": 2, "offset": 2, "has_more": True, "page": 2, **mixpeek},
+        {"total": 5, "limit": 2, "offset": 4, "has_more": False, "page": 3, **mixpeek},
     ]
+    assert [p.total_count for p in pages] == [5, 5, 5]
     assert [b for p in pages for b in p.results] == created
     beyond = client.buckets.list(limit=2, offset=10, namespace=ns)
     assert (beyond.results, beyond.pagination.has_more, beyond.pagination.total) == ([], False, 5)
+    # Mixpeek's paging, in the body or the query string (the body wins)
+    second = client._http.post(
+        "/v1/buckets/list", params={"page": 2, "page_size": 2}, headers={"X-Namespace": ns}
+    )
+    assert [b["bucket_id"] for b in second.json()["results"]] == [c.bucket_id for c in created[2:4]]
+    body_wins = client._http.post(
+        "/v1/buckets/list?page=2&page_size=2", json={"page": 3}, headers={"X-Namespace": ns}
+    )
+    assert [b["bucket_id"] for b in body_wins.json()["results"]] == [created[4].bucket_id]
 
 
 # --- updates ------------------------------------------------------------------

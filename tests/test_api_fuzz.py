@@ -193,6 +193,10 @@ def happy_paths(world: World, run: str) -> dict[str, dict[str, Any]]:
             "path": taxonomy,
             "body": {"documents": [{"text": "document number 2"}]},
         },
+        "POST /v1/taxonomies/{identifier}/execute": {
+            "path": taxonomy,
+            "body": {"source_documents": [{"text": "document number 2"}]},
+        },
         "POST /v1/refs": {
             "body": {"ref_name": new, "target_kind": "retriever", "target": retriever}
         },
@@ -252,7 +256,8 @@ def world(live_stack: LiveStack) -> World:
 # to some bodies the OpenAPI document allows. Everywhere else a schema-valid request
 # answered 422 fails the run (positive_data_acceptance).
 RULES_BEYOND_THE_SCHEMA = {
-    "POST /v1/buckets/{identifier}/objects": "an object has text or metadata",
+    "POST /v1/buckets/{identifier}/objects": "an object has text or metadata; Mixpeek's "
+    "blobs (one of them text) or objects, not both",
     "POST /v1/collections": "a bucket source has bucket_ids, a collection source a collection_id",
     "POST /v1/collections/{identifier}/clone": "the same; as_of_position before a data change",
     "POST /v1/namespaces/{identifier}/clone": "retrievers need collections, taxonomies "
@@ -268,6 +273,8 @@ RULES_BEYOND_THE_SCHEMA = {
     "POST /v1/taxonomies": "hierarchical nodes form a tree; a node without retriever needs one",
     "POST /v1/taxonomies/{identifier}/clone": "the same tree rule",
     "POST /v1/taxonomies/{identifier}/classify": "the inputs the taxonomy's retriever asks",
+    "POST /v1/taxonomies/{identifier}/execute": "the same",
+    "POST /v1/collections/{identifier}/apply-taxonomy": "taxonomy_identifier or taxonomy_id",
 }
 
 

@@ -216,6 +216,8 @@ def _body_fields(schema: dict, at: str, schemas: dict, seen: frozenset[str]) -> 
     for alternative in [*schema.get("anyOf", []), *schema.get("oneOf", [])]:
         found |= _body_fields(alternative, at, schemas, seen)
     for name, sub in schema.get("properties", {}).items():
+        if sub.get("x-mixpeek-option"):
+            continue  # takes only null or Mixpeek's default: it names nothing
         named = IDENTIFIER_NAME.search(name) or name in IDENTIFIER_FIELDS
         if named and name not in NOT_RESOURCES:
             found.add(f"{at}.{name}")
@@ -298,9 +300,11 @@ OPERATIONS = [
     "GET /v1/namespaces/{identifier}",
     "PATCH /v1/namespaces/{identifier}",
     "POST /v1/namespaces/list",
+    "GET /v1/namespaces",
     "POST /v1/namespaces/{identifier}/clone",
     *RESOURCE_OPERATIONS,
     "GET /v1/tasks/{task_id}",
+    "POST /v1/tasks/list",
     "GET /v1/lineage/{identifier}",
     "GET /v1/audit",
     "POST /v1/keys",
@@ -311,6 +315,7 @@ OPERATIONS = [
     "POST /v1/collections/{identifier}/apply-taxonomy",
     "POST /v1/retrievers/{identifier}/execute",
     "POST /v1/taxonomies/{identifier}/classify",
+    "POST /v1/taxonomies/{identifier}/execute",
     "POST /v1/refs",
     "GET /v1/refs/{name}",
     "POST /v1/refs/list",

@@ -174,7 +174,8 @@ def test_after_an_extractor_swap_the_trigger_task_makes_the_retriever_work(
         client.retrievers.execute("search-v2", {"query": "bread"}, namespace=ns)
     started = client.collections.trigger("docs-v2", namespace=ns)
     task = client.tasks.wait(started["task_id"], timeout=120)
-    assert task.status == "COMPLETED" and task.task_type == "reprocess"
+    assert task.status == "COMPLETED" and task.operation == "reprocess"
+    assert task.task_type == "api_collections_trigger"  # Mixpeek's name
     assert task.progress is not None and task.progress["documents_done"] == 6
     assert client.collections.get("docs-v2", namespace=ns).status == "ready"
     results = search(client, ns, "search-v2", "bake the bread")
@@ -189,7 +190,8 @@ def test_applying_a_taxonomy_enriches_every_document_of_a_clone_and_not_its_sour
     client.collections.clone("docs", {"collection_name": "labelled"}, namespace=ns)
     started = client.collections.apply_taxonomy("labelled", "topics", namespace=ns)
     task = client.tasks.wait(started["task_id"], timeout=120)
-    assert task.status == "COMPLETED" and task.task_type == "apply_taxonomy"
+    assert task.status == "COMPLETED" and task.operation == "apply_taxonomy"
+    assert task.task_type == "api_taxonomies_execute"  # Mixpeek's name
     assert task.progress is not None and task.progress["documents_done"] == 6
     client.retrievers.create(
         {

@@ -27,6 +27,7 @@ def trigger_reprocess(unit: Unit, body: c.TriggerReprocess) -> None:
 def apply_taxonomy(unit: Unit, body: c.ApplyTaxonomy) -> None:
     namespace = unit.namespace(body.namespace_identifier)
     collection = unit.resource_of(namespace, Collection, body.collection_identifier)
+    assert body.taxonomy_identifier is not None  # the body's validator sees to it
     taxonomy = unit.resource_of(namespace, Taxonomy, body.taxonomy_identifier)
     collection.refuse_unless_ready()
     unit.add(

@@ -2,9 +2,9 @@
 creates or clones."""
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from contract import requests as rq
 from contract import responses as s
@@ -15,7 +15,7 @@ from projections import queries
 from projections.api.dependencies import IdempotencyKey, Svc, Who
 from projections.api.errors import ApiError
 from projections.api.lookups import visible_namespace
-from projections.api.pages import ListBody, page
+from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
 from projections.api.writes import created_by, fields, write
 from projections.json_bodies import LimitedJsonRoute
@@ -40,13 +40,27 @@ async def get_namespace(identifier: str, who: Who, svc: Svc) -> Any:
 
 
 @router.post("/v1/namespaces/list", response_model=s.Page[s.Namespace])
-async def list_namespaces(who: Who, svc: Svc, body: ListBody | None = None) -> Any:
-    body = body or ListBody()
-    scope = None if who.namespaces is None else sorted(who.namespaces)
-    rows, total = await svc.read(queries.page, Kind.NAMESPACE, None, body.limit, body.offset)
-    if scope is not None:
-        rows, total = await svc.read(_namespaces_in, scope, body.limit, body.offset)
+async def list_namespaces(
+    who: Who,
+    svc: Svc,
+    query: Annotated[dict[str, int], Depends(query_paging)],
+    body: ListBody | None = None,
+) -> Any:
+    body = paging(body, query)
+    limit, offset = body.window()
+    if who.namespaces is None:
+        rows, total = await svc.read(queries.page, Kind.NAMESPACE, None, limit, offset)
+    else:
+        rows, total = await svc.read(_namespaces_in, sorted(who.namespaces), limit, offset)
     return page(rows, total, body)
+
+
+@router.get("/v1/namespaces", response_model=s.Page[s.Namespace])
+async def list_namespaces_get(
+    who: Who, svc: Svc, query: Annotated[dict[str, int], Depends(query_paging)]
+) -> Any:
+    """Mixpeek's GET form of the list: paging in the query string."""
+    return await list_namespaces(who, svc, query)
 
 
 @router.patch("/v1/namespaces/{identifier}", response_model=s.Namespace)
@@ -75,12 +89,27 @@ async def clone_namespace(
     # The answer describes the clone as this command left it: a clone whose vectors
     # are still to be copied is "cloning" even if the copy has finished since.
     done = await created_by(svc, written.command_id, CloneTask.Completed)
+    task = await svc.read(queries.task, clone["clone_task_id"])
     return {
         "namespace": clone,
         "source_namespace_id": source["namespace_id"],
         "status": "cloning" if done is None else "ready",
         "task_id": clone["clone_task_id"],
+        **mixpeek_clone_summary((task or {}).get("result"), ready=done is not None),
     }
+
+
+def mixpeek_clone_summary(result: dict[str, Any] | None, ready: bool) -> dict[str, Any]:
+    """Mixpeek's primary_retriever_id (the first retriever cloned) and, once the clone is
+    ready, its cloned_resources (how many of each, and the vector points copied)."""
+    if not result:
+        return {}
+    retrievers = list(result.get("mapping", {}).get("retrievers", {}).values())
+    summary: dict[str, Any] = {"primary_retriever_id": retrievers[0] if retrievers else None}
+    if ready:
+        counts = result.get("counts", {})
+        summary["cloned_resources"] = {**counts, "points": sum(result.get("points", {}).values())}
+    return summary
 
 
 async def created_namespace(svc: Services, command_id: str) -> dict[str, Any]:

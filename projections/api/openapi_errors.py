@@ -72,7 +72,7 @@ def error_statuses(route: APIRoute) -> set[int]:
         statuses.add(401)
     if "{" in route.path or "x-namespace" in headers or route.path in RESOLVES_OTHERWISE:
         statuses.add(404)
-    if route.dependant.query_params or "{" in route.path or headers or route.body_field:
+    if _takes_query(route.dependant) or "{" in route.path or headers or route.body_field:
         statuses.add(422)
     if route.body_field is not None:
         statuses |= {400, 413}
@@ -83,6 +83,11 @@ def error_statuses(route: APIRoute) -> set[int]:
     if route.path in ON_VECTORS:
         statuses |= {409, 503}
     return statuses
+
+
+def _takes_query(dependant: Any) -> bool:
+    """Whether a route reads the query string, its dependencies' included."""
+    return bool(dependant.query_params) or any(_takes_query(d) for d in dependant.dependencies)
 
 
 def _headers(dependant: Any) -> tuple[set[str], bool]:

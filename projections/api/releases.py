@@ -87,7 +87,8 @@ async def get_ref(name: str, ns: InNamespace, svc: Svc) -> Any:
 @router.post("/v1/refs/list", response_model=s.Page[s.Ref])
 async def list_refs(ns: InNamespace, svc: Svc, body: ListBody | None = None) -> Any:
     body = body or ListBody()
-    rows, total = await svc.read(queries.refs_page, ns["namespace_id"], body.limit, body.offset)
+    limit, offset = body.window()
+    rows, total = await svc.read(queries.refs_page, ns["namespace_id"], limit, offset)
     return page(rows, total, body)
 
 

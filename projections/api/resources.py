@@ -2,9 +2,9 @@
 kind (taxonomies, retrievers and collections clone; buckets do not), in a namespace
 named by X-Namespace."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from contract import requests as rq
@@ -15,13 +15,14 @@ from projections import queries
 from projections.api.dependencies import IdempotencyKey, InNamespace, Svc, Who
 from projections.api.errors import ApiError
 from projections.api.lookups import Row, reachable_resource
-from projections.api.pages import ListBody, page
+from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
 from projections.api.writes import Written, created_by, fields, write
 from projections.auth import Principal
 from projections.json_bodies import LimitedJsonRoute
 
 router = APIRouter(route_class=LimitedJsonRoute)
+Paging = Annotated[dict[str, int], Depends(query_paging)]
 
 
 # --- what each kind's routes do -------------------------------------------------------
@@ -54,9 +55,9 @@ async def made_by(svc: Services, kind: Kind, ns: Row, written: Written, event: t
     return await find(svc, kind, ns, resource_id)
 
 
-async def list_page(svc: Services, kind: Kind, ns: Row, body: ListBody | None) -> dict[str, Any]:
-    body = body or ListBody()
-    rows, total = await svc.read(queries.page, kind, [ns["namespace_id"]], body.limit, body.offset)
+async def list_page(svc: Services, kind: Kind, ns: Row, body: ListBody) -> dict[str, Any]:
+    limit, offset = body.window()
+    rows, total = await svc.read(queries.page, kind, [ns["namespace_id"]], limit, offset)
     return page(rows, total, body)
 
 
@@ -107,8 +108,8 @@ def add_routes(
     async def create_(body: Any, ns: InNamespace, who: Who, idem: IdempotencyKey, svc: Svc) -> Any:
         return await create(svc, kind, body, ns, who, idem)
 
-    async def list_(ns: InNamespace, svc: Svc, body: ListBody | None = None) -> Any:
-        return await list_page(svc, kind, ns, body)
+    async def list_(ns: InNamespace, svc: Svc, query: Paging, body: ListBody | None = None) -> Any:
+        return await list_page(svc, kind, ns, paging(body, query))
 
     async def get(identifier: str, ns: InNamespace, who: Who, svc: Svc) -> Any:
         return await find(svc, kind, ns, identifier, who)

@@ -9,13 +9,16 @@ vector store the vector processor writes (with Qdrant Edge: the same process).
 
 import asyncio
 import time
-from typing import Annotated, Any
+import uuid
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from contract import requests as rq
+from contract.objects import ObjectsWriteRequest
 from domain.ids import Kind
+from domain.mixpeek_options import BatchOf1000, FalseByDefault, Unsupported
 from domain.tasks import ApplyTaxonomyTask, ReprocessTask
 from domain.values import Count, JsonInteger
 from projections import queries
@@ -33,7 +36,7 @@ from projections.vectors.retrieval import (
     RetrievalError,
     RetrieverRunner,
 )
-from projections.vectors.taxonomy import TaxonomyRunner
+from projections.vectors.taxonomy import TRACE, TaxonomyRunner
 
 router = APIRouter(route_class=LimitedJsonRoute)
 
@@ -41,9 +44,22 @@ router = APIRouter(route_class=LimitedJsonRoute)
 class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, Any] | None = None
     limit: Annotated[int, Strict(), Field(ge=1, le=1000), JsonInteger] = 10
     offset: Count = 0
+    # Mixpeek's options; its SDK always sends the five flags as false
+    stream: FalseByDefault = None
+    skip_cache: FalseByDefault = None
+    return_presigned_urls: FalseByDefault = None
+    return_vectors: FalseByDefault = None
+    explain: FalseByDefault = None
+    filters: Unsupported = None
+    pagination: Unsupported = None
+    expand: Unsupported = None
+    write_token: Unsupported = None
+    consistency: Unsupported = None
+    target_collection_id: Unsupported = None
+    settings: Unsupported = None  # what Mixpeek's hand-written client sends when given
 
 
 class ClassifyRequest(BaseModel):
@@ -52,9 +68,48 @@ class ClassifyRequest(BaseModel):
     documents: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
 
 
+class ExecuteTaxonomyRequest(BaseModel):
+    """Mixpeek's on-demand taxonomy execution: classify the documents given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_documents: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
+    join_mode: Literal["on_demand"] = "on_demand"
+    batch_size: BatchOf1000 = None
+    taxonomy: Unsupported = None  # the stored taxonomy runs, not one sent along
+    retriever: Unsupported = None
+    source_collection_id: Unsupported = None
+    target_collection_id: Unsupported = None
+    scroll_filters: Unsupported = None
+
+
+class TriggerRequest(BaseModel):
+    """Mixpeek's trigger options: envbranch re-embeds the whole collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_buckets: Unsupported = None
+    include_collections: Unsupported = None
+    object_ids: Unsupported = None
+    source_filters: Unsupported = None
+    dedup_strategy: Unsupported = None
+    reembed: Unsupported = None
+
+
 class WriteAccepted(BaseModel):
     command_id: str
     position: int
+
+
+class ObjectsWritten(WriteAccepted):
+    """What an object write did, in envbranch's terms and Mixpeek's (its ObjectResponse:
+    the first object's ID, its blobs' properties and types)."""
+
+    bucket_id: str
+    object_ids: list[str]
+    object_id: str | None = None
+    blobs: list[dict[str, str]] | None = None
+    status: str = "COMPLETED"  # the vector processor has it when this answers
 
 
 def vector_store(svc: Services) -> VectorMaterializer:
@@ -65,6 +120,7 @@ def vector_store(svc: Services) -> VectorMaterializer:
             "vectors_unavailable",
             "this API process has no vector store: run it with the vector processor "
             "(envbranch up) or point QDRANT_URL at a Qdrant server",
+            retryable=False,  # Mixpeek's SDK retries a 503 for minutes unless told not to
         )
     return svc.materializer
 
@@ -87,17 +143,23 @@ async def until_materialized(svc: Services, written: Written) -> dict[str, Any]:
     return {"command_id": written.command_id, "position": written.position}
 
 
-@router.post("/v1/buckets/{identifier}/objects", response_model=WriteAccepted)
+@router.post("/v1/buckets/{identifier}/objects", response_model=ObjectsWritten)
 async def add_objects(
     identifier: str,
-    body: rq.BucketObjectsAddRequest,
+    body: ObjectsWriteRequest,
     ns: InNamespace,
     who: Who,
     idem: IdempotencyKey,
     svc: Svc,
 ) -> Any:
     type_ = "buckets.objects.add"
-    return await data_command(svc, Kind.BUCKET, type_, identifier, body, ns, who, idem)
+    objects = rq.BucketObjectsAddRequest(objects=body.as_objects())
+    written = await data_command(svc, Kind.BUCKET, type_, identifier, objects, ns, who, idem)
+    bucket_id, object_ids = await svc.read(queries.objects_added, written["command_id"])
+    blobs = [{"property": b.property, "type": b.type} for b in body.blobs or []]
+    first = object_ids[0] if object_ids else None
+    mixpeek = {"object_id": first, "blobs": blobs or None}
+    return {**written, "bucket_id": bucket_id, "object_ids": object_ids, **mixpeek}
 
 
 async def data_command(
@@ -151,7 +213,12 @@ async def delete_documents(
 
 @router.post("/v1/collections/{identifier}/trigger", status_code=202)
 async def trigger_reprocess(
-    identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey, svc: Svc
+    identifier: str,
+    ns: InNamespace,
+    who: Who,
+    idem: IdempotencyKey,
+    svc: Svc,
+    body: TriggerRequest | None = None,
 ) -> Any:
     """Re-embed the collection's source objects with its extractor, as a task."""
     collection = await find(svc, Kind.COLLECTION, ns, identifier)
@@ -160,11 +227,15 @@ async def trigger_reprocess(
         "collection_identifier": collection["collection_id"],
     }
     written = await write(svc, "collections.trigger", payload, who, idem, ns["namespace_id"])
-    works_on = {"collection_id": collection["collection_id"]}
+    works_on = {
+        "collection_id": collection["collection_id"],
+        "total_tiers": 1,  # Mixpeek's: one processing tier, the collection's extractor
+        "message": "reprocessing started: every source object is embedded again",
+    }
     return await task_of(svc, written.command_id, ReprocessTask.Created, works_on)
 
 
-@router.post("/v1/collections/{identifier}/apply-taxonomy", status_code=202)
+@router.post("/v1/collections/{identifier}/apply-taxonomy")
 async def apply_taxonomy(
     identifier: str,
     body: rq.ApplyTaxonomyRequest,
@@ -175,6 +246,7 @@ async def apply_taxonomy(
 ) -> Any:
     """Classify every document of the collection with the taxonomy, as a task."""
     collection = await find(svc, Kind.COLLECTION, ns, identifier)
+    assert body.taxonomy_identifier is not None  # the body's validator sees to it
     taxonomy = await find(svc, Kind.TAXONOMY, ns, body.taxonomy_identifier)
     payload = {
         "namespace_identifier": ns["namespace_id"],
@@ -191,7 +263,7 @@ async def apply_taxonomy(
 
 
 async def task_of(
-    svc: Services, command_id: str, created: type, works_on: dict[str, str]
+    svc: Services, command_id: str, created: type, works_on: dict[str, Any]
 ) -> dict[str, Any]:
     """The task this command started (also when the command was a replay)."""
     task_id = await created_by(svc, command_id, created)
@@ -212,7 +284,7 @@ async def execute_retriever(
     collections = await collections_of(svc, home, retriever["collection_ids"])
     try:
         result = await asyncio.to_thread(
-            runner.execute, retriever, collections, body.inputs, body.limit, body.offset
+            runner.execute, retriever, collections, body.inputs or {}, body.limit, body.offset
         )
     except CollectionNotReady as e:
         raise ApiError(409, "not_ready", str(e)) from e
@@ -220,7 +292,9 @@ async def execute_retriever(
         raise ApiError(404, "not_found", str(e)) from e
     except RetrievalError as e:
         raise ApiError(422, "invalid_retriever_input", str(e)) from e
-    return {"retriever_id": retriever["retriever_id"], **result.as_dict()}
+    # Mixpeek's execution_id and status: executions run synchronously and are not kept
+    mixpeek = {"execution_id": f"exec_{uuid.uuid4().hex}", "status": "completed"}
+    return {"retriever_id": retriever["retriever_id"], **mixpeek, **result.as_dict()}
 
 
 @router.post("/v1/taxonomies/{identifier}/classify")
@@ -243,3 +317,18 @@ async def classify(
     except RetrievalError as e:
         raise ApiError(422, "invalid_taxonomy_input", str(e)) from e
     return {"taxonomy_id": taxonomy["taxonomy_id"], "results": results}
+
+
+@router.post("/v1/taxonomies/{identifier}/execute")
+async def execute_taxonomy(
+    identifier: str, body: ExecuteTaxonomyRequest, ns: InNamespace, who: Who, svc: Svc
+) -> Any:
+    """Mixpeek's on-demand execution: classify's work, answered as Mixpeek's JoinResponse."""
+    classified = await classify(
+        identifier, ClassifyRequest(documents=body.source_documents), ns, who, svc
+    )
+    results = classified["results"]
+    # a document is enriched when the taxonomy matched it at some level
+    enriched = sum(1 for r in results if r.get(TRACE, {}).get("levels"))
+    stats = {"processed_docs": len(results), "batches": 1, "errors": 0, "enriched": enriched}
+    return {**classified, "stats": stats}

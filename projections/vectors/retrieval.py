@@ -26,6 +26,7 @@ from typing import Any
 
 from domain.values import STAGE_TYPES
 from projections.vectors.extractors import FeatureExtractor, get_extractor
+from projections.vectors.searches import InvalidSearch, own_collections, query_of, searched
 from projections.vectors.views import CopyOnWrite
 
 RRF_K = 60
@@ -236,10 +237,14 @@ def feature_search(ctx: Context, docs: list[Document], params: dict[str, Any]) -
 
 def _search(ctx: Context, search: Mapping[str, Any]) -> list[Document]:
     """One search over its collections, best first, cut to its top_k."""
-    query = search.get("query")
+    try:
+        query = query_of(search.get("query"))
+        collections = searched(ctx.collection_ids, ctx.collections, search)
+    except InvalidSearch as e:
+        raise InvalidStageParameters(str(e)) from e
     top_k = _int(search, "top_k", 10)
     hits: list[Document] = []
-    for cid in search.get("collection_ids") or ctx.collection_ids:
+    for cid in collections:
         if not ctx.cow.has_view(cid):
             continue  # no document was ever written
         if isinstance(query, str):
@@ -404,7 +409,7 @@ def _check_collections(ctx: Context, stages: list[tuple[str, str, dict[str, Any]
     for _, sid, params in stages:
         searches = params.get("searches") if sid == "feature_search" else None
         for search in searches if isinstance(searches, list) else []:
-            wanted += search.get("collection_ids") or [] if isinstance(search, Mapping) else []
+            wanted += own_collections(search) if isinstance(search, Mapping) else []
     for cid in dict.fromkeys(wanted):
         if (collection := ctx.collections.get(cid)) is None:
             raise CollectionNotFound(f"collection {cid!r} is not among the given collections")

@@ -1,0 +1,69 @@
+"""The body of POST /v1/buckets/{id}/objects: envbranch's list of objects, or Mixpeek's
+one object of blobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from contract.requests import Body
+from domain.mixpeek_options import FalseByDefault, TrueByDefault, Unsupported
+from domain.values import BucketObject
+
+# Mixpeek's blob types: the text one is the object's text; plain values go into its
+# metadata under their property; files (image, audio, video, pdf, excel) envbranch does not
+# take (it has no object storage).
+TEXT_BLOB = "text"
+BlobType = Literal[
+    "text", "string", "number", "integer", "float", "boolean", "object", "array", "date", "datetime"
+]
+
+
+class Blob(Body):
+    property: Annotated[str, Field(min_length=1, max_length=100)]
+    type: BlobType
+    data: Any = None
+    upload_id: Unsupported = None
+    checksum: Unsupported = None
+    metadata: Unsupported = None
+    canonicalize_source: TrueByDefault = None
+    force_remirror: FalseByDefault = None
+    key_prefix: Unsupported = None
+
+
+class ObjectsWriteRequest(Body):
+    """POST /v1/buckets/{id}/objects: envbranch's list of objects, or Mixpeek's one object
+    of blobs (exactly one text blob; other blobs are plain values for the metadata)."""
+
+    objects: Annotated[list[BucketObject], Field(min_length=1, max_length=1000)] | None = None
+    blobs: Annotated[list[Blob], Field(min_length=1, max_length=100)] | None = None
+    metadata: dict[str, Any] | None = None
+    key_prefix: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    skip_duplicates: FalseByDefault = None  # Mixpeek's; its SDK always sends the three
+    canonicalize_source: TrueByDefault = None
+    force_remirror: FalseByDefault = None
+    edges: Unsupported = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ObjectsWriteRequest:
+        mixpeek = [self.blobs, self.metadata, self.key_prefix, self.idempotency_key]
+        if self.objects is not None and any(v is not None for v in mixpeek):
+            raise ValueError("send objects (envbranch's form) or blobs (Mixpeek's), not both")
+        if self.objects is None:
+            if self.blobs is None:
+                raise ValueError("send objects, or Mixpeek's blobs")
+            texts = [b for b in self.blobs if b.type == TEXT_BLOB]
+            if len(texts) != 1 or not isinstance(texts[0].data, str):
+                raise ValueError("blobs need exactly one blob of type text, with a string as data")
+        return self
+
+    def as_objects(self) -> list[BucketObject]:
+        if self.objects is not None:
+            return self.objects
+        assert self.blobs is not None  # checked by _one_form
+        values = {b.property: b.data for b in self.blobs if b.type != TEXT_BLOB}
+        (text,) = [b.data for b in self.blobs if b.type == TEXT_BLOB]
+        key = self.key_prefix or self.idempotency_key
+        return [BucketObject(key=key, text=text, metadata={**(self.metadata or {}), **values})]
