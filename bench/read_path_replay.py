@@ -127,27 +127,32 @@ async def raw_consume(
         return time.perf_counter() - start, values
 
 
-def read_position(path: Path) -> int:
-    """The read model's stored position (0 while the file or the table is not there yet)."""
+def read_position(path: Path) -> tuple[int, bool]:
+    """The read model's stored position (0 while the file or the table is not there yet),
+    and whether it is still a rebuild that has not made its indexes."""
     if not path.exists():
-        return 0
+        return 0, True
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
         try:
-            rows = conn.execute(
-                "SELECT value FROM read_model_state WHERE name = 'position'"
-            ).fetchall()
+            state = dict(
+                conn.execute(
+                    "SELECT name, value FROM read_model_state "
+                    "WHERE name IN ('position', 'catching_up')"
+                ).fetchall()
+            )
         finally:
             conn.close()
     except sqlite3.OperationalError:
-        return 0
-    return int(rows[0][0]) if rows else 0
+        return 0, True
+    return int(state.get("position", 0)), "catching_up" in state
 
 
 def projector_replay(
     bootstrap: str, prefix: str, total: int, tmp: Path, timeout: float
 ) -> dict[str, float]:
-    """`envbranch serve projector` on a fresh read model; poll its position."""
+    """`envbranch serve projector` on a fresh read model; poll its position. Done when it
+    has applied everything and made the indexes it leaves out while catching up."""
     data_dir = tmp / "data"
     env = child_env(bootstrap, data_dir, prefix)
     log = tmp / "projector.log"
@@ -155,15 +160,17 @@ def projector_replay(
     started = time.perf_counter()
     with child(["serve", "projector"], env, tmp, log) as process:
         deadline = time.monotonic() + timeout
-        first_at, first_position = None, 0
+        first_at, first_position, applied_at = None, 0, None
         seen_positions = set()
         while True:
-            position = read_position(db_path)
+            position, catching_up = read_position(db_path)
             now = time.perf_counter()
             seen_positions.add(position)
             if first_at is None and position > 0:
                 first_at, first_position = now, position
-            if position >= total:
+            if applied_at is None and position >= total:
+                applied_at = now
+            if position >= total and not catching_up:
                 done_at = now
                 break
             check_alive(process, log)
@@ -177,6 +184,7 @@ def projector_replay(
     return {
         "rate": applied / (done_at - first_at) if done_at > first_at else float("nan"),
         "join_s": first_at - started,
+        "indexes_s": done_at - (applied_at or done_at),
         "total_s": done_at - started,
         "first_position": first_position,
         # Polled every ~5 ms, so a lower bound on the transactions the agent committed.
@@ -185,16 +193,20 @@ def projector_replay(
 
 
 def apply_in_process(values: list[bytes], tmp: Path, batch: int = BATCH) -> dict[str, float]:
-    """ReadModel.apply on a fresh SQLite read model in batches of ``batch`` (no Kafka)."""
+    """ReadModel.apply on a fresh SQLite read model in batches of ``batch`` (no Kafka), as
+    the feed rebuilds it: its indexes made at the end, in the time measured."""
     settings = Settings(data_dir=tmp / "data")
     read_model = open_read_model(settings)
     read_model.create()
+    read_model.prepare_writer()
     t0 = time.perf_counter()
     envelopes = [EventEnvelope.from_bytes(v) for v in values]
     decode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    read_model.begin_catch_up()
     for i in range(0, len(envelopes), batch):
         read_model.apply(envelopes[i : i + batch])
+    read_model.end_catch_up()
     apply_s = time.perf_counter() - t0
     if read_model.position() != envelopes[-1].position:
         raise RuntimeError(f"apply ended at {read_model.position()}, not {envelopes[-1].position}")
@@ -244,6 +256,10 @@ def print_summary(rep: dict[str, Any]) -> None:
     print(
         f"   {f'ReadModel.apply in-process, batches of {MAX_BATCH} (the feed at most)':<62} "
         f"{rep['apply_rate_feed_batches']:>10.0f} {rep['apply_rate_feed_batches'] / raw:>7.2f}x"
+    )
+    print(
+        f"   (the projector's time includes making the indexes a rebuild leaves out: "
+        f"{rep['indexes_s'] * 1000:.0f} ms, polled every 5 ms)"
     )
     verdict = "met" if rate >= GOAL else "not met"
     print(

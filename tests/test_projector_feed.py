@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+import projections.read_model as read_model_module
 from application.environments import Environments
 from contract.commands import command_from_document
 from domain.envelopes import POSITION_HEADER, EventEnvelope, Topics, envelope_of
@@ -27,6 +31,7 @@ from envbranch.topics import ensure_topics, topic_plan
 from projections.read_model import ReadModel
 from projections.read_model import feed as feed_module
 from projections.read_model.feed import ReadModelFeed
+from projections.read_model.schema import INDEX_NAMES, INDEXES
 from projections.sql import Database
 from tests import scenario
 from tests.support import command, run, wait_until
@@ -309,3 +314,161 @@ def test_the_faust_app_takes_its_fetch_wait_from_the_composition_root(tmp_path: 
         "127.0.0.1:9", Topics("t"), model, tmp_path / "faust", fetch_max_wait_ms=7
     )
     assert app.fetch_max_wait_ms == 7  # type: ignore[attr-defined]
+
+
+def index_names(model: ReadModel) -> set[str]:
+    if model.db.dialect == "sqlite":
+        rows = model.db.query("SELECT name FROM sqlite_master WHERE type = 'index'")
+    else:
+        rows = model.db.query(
+            "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+    return {row["name"] for row in rows} & set(INDEX_NAMES)
+
+
+def test_a_rebuild_writes_rows_only_and_makes_its_indexes_once_caught_up(
+    bootstrap: str, new_model: Callable[[], ReadModel]
+) -> None:
+    events = history()
+    topic = new_topic(bootstrap)
+    publish(bootstrap, topic, as_records(events))
+    fed, direct = new_model(), new_model()
+    assert index_names(fed) == set(INDEX_NAMES)  # as created
+    catching_up: list[bool] = []
+    fed.on_applied = lambda _: catching_up.append(fed.catching_up() and not index_names(fed))
+
+    with feeding(bootstrap, topic, fed):
+        reaches(fed, events[-1].position)
+        wait_until(lambda: not fed.catching_up(), 30, "the end of the rebuild")
+    direct.apply(events)
+
+    assert catching_up and all(catching_up)  # every batch went in without the indexes
+    assert index_names(fed) == set(INDEX_NAMES)
+    assert fed.digest() == direct.digest()
+    for position in direct.digest_positions():
+        assert fed.recorded_digests(position) == direct.recorded_digests(position)
+
+
+def test_a_rebuild_that_stopped_goes_on_without_indexes_and_makes_them_at_its_end(
+    bootstrap: str, new_model: Callable[[], ReadModel]
+) -> None:
+    """A crash during a rebuild loses no more than the batch it was applying, as at any
+    other time; the read model stays a rebuild (no indexes, also across ``create``)."""
+    events = history()
+    topic = new_topic(bootstrap)
+    publish(bootstrap, topic, as_records(events))
+    model, direct = new_model(), new_model()
+    assert model.begin_catch_up()
+    model.apply(events[:30], {e.position: i for i, e in enumerate(events[:30])})
+    model.db.close()  # the process stops here: the rebuild was not ended
+
+    again = ReadModel(model.db, digest_interval=7)
+    again.create()
+    assert again.catching_up() and not index_names(again)
+    assert again.position() == events[29].position
+    with feeding(bootstrap, topic, again):
+        reaches(again, events[-1].position)
+        wait_until(lambda: not again.catching_up(), 30, "the end of the rebuild")
+    direct.apply(events)
+
+    assert index_names(again) == set(INDEX_NAMES)
+    assert again.digest() == direct.digest()
+    for position in direct.digest_positions():
+        assert again.recorded_digests(position) == direct.recorded_digests(position)
+
+
+def test_a_crash_while_making_the_indexes_leaves_a_rebuild_to_end_again(
+    new_model: Callable[[], ReadModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = history()
+    model = new_model()
+    assert model.begin_catch_up()
+    model.apply(events)
+    broken = [*INDEXES[:3], "CREATE INDEX no_such_table_index ON no_such_table (x)"]
+    monkeypatch.setattr(read_model_module, "INDEXES", broken)
+    with pytest.raises(Exception, match="no_such_table"):
+        model.end_catch_up()
+    if model.db.dialect == "postgres":
+        model.db.close()  # a connection whose transaction failed: as after a crash
+
+    assert model.catching_up() and not index_names(model)  # nothing of it stayed
+    monkeypatch.undo()
+    model.end_catch_up()
+    assert not model.catching_up() and index_names(model) == set(INDEX_NAMES)
+
+
+def test_only_an_empty_read_model_is_rebuilt_without_indexes(
+    new_model: Callable[[], ReadModel],
+) -> None:
+    events = history()
+    model = new_model()
+    model.apply(events[:3])
+
+    assert not model.begin_catch_up()
+    assert not model.catching_up() and index_names(model) == set(INDEX_NAMES)
+
+
+REBUILDER = """
+import sys, time
+from pathlib import Path
+from domain.envelopes import EventEnvelope
+from projections.read_model import ReadModel
+from projections.sql import Database
+
+path, events = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes().splitlines()
+model = ReadModel(Database(sqlite_path=path), digest_interval=7)
+model.create()
+model.prepare_writer()
+model.begin_catch_up()
+envelopes = [EventEnvelope.from_bytes(line) for line in events]
+for i in range(0, len(envelopes), 3):
+    model.apply(envelopes[i : i + 3])
+    time.sleep(0.02)
+time.sleep(60)  # killed before it ends the rebuild
+"""
+
+
+def test_a_rebuild_killed_mid_way_goes_on_from_what_it_committed(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """SIGKILL in the middle of a rebuild, perhaps in a transaction: what it committed
+    stays, the rest is replayed, the indexes are made at the end, as if it never stopped."""
+    events = history()
+    topic = new_topic(bootstrap)
+    publish(bootstrap, topic, as_records(events))
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(b"\n".join(e.to_bytes() for e in events))
+    path = tmp_path / "rebuilt.sqlite3"
+    child = subprocess.Popen(
+        [sys.executable, "-c", REBUILDER, str(path), str(lines)], cwd=Path(__file__).parent.parent
+    )
+    model = ReadModel(Database(sqlite_path=path), digest_interval=7)
+
+    def applied() -> int:
+        try:
+            return model.position() if path.exists() else 0
+        except sqlite3.OperationalError:  # its tables are not there yet
+            return 0
+
+    try:
+        wait_until(lambda: applied() >= 20, 60, "the rebuild to start")
+    finally:
+        child.kill()
+        child.wait(10)
+    model.create()
+    killed_at = model.position()
+    assert 20 <= killed_at < events[-1].position
+    assert model.catching_up() and not index_names(model)
+
+    with feeding(bootstrap, topic, model):
+        reaches(model, events[-1].position)
+        wait_until(lambda: not model.catching_up(), 30, "the end of the rebuild")
+    direct = ReadModel(Database(sqlite_path=tmp_path / "direct.sqlite3"), digest_interval=7)
+    direct.create()
+    direct.apply(events)
+
+    assert index_names(model) == set(INDEX_NAMES)
+    assert model.digest() == direct.digest()
+    assert model.digest_positions() == direct.digest_positions()
+    for position in direct.digest_positions():
+        assert model.recorded_digests(position) == direct.recorded_digests(position)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +14,10 @@ from projections.read_model import (
     PROJECTED,
     ReadModel,
     record_digests,
+    row_hash,
     table_digests,
 )
+from projections.read_model.cursor import STORED_TYPES, as_stored, to_column
 from projections.sql import Database
 from tests.test_domain import SQLITE, envelopes, populated, run
 from tests.test_projector_feed import history as feed_history
@@ -120,3 +125,62 @@ def test_a_read_model_without_running_digests_starts_them_from_its_rows(tmp_path
     ReadModel(model.db).create()
 
     assert table_digests(model.db.query) == table_digests(model.db.query, scan_all=True)
+
+
+class Status(StrEnum):  # reads back from a column as a plain str
+    READY = "ready"
+
+
+ODD_ROWS: list[dict[str, Any]] = [
+    {},
+    {"only": 1},
+    {"b": None, "a": 'it\'s "quoted" \\ 100%s', "c": -(2**70)},
+    {"z": "é\x00\n\u2028", "k%": (1, "x"), "version": 3, "flag": True, "x": 1.5},
+    {"status": Status.READY, "mode": "own"},
+]
+
+
+def test_a_row_hash_is_the_sha256_of_its_items_sorted_whatever_the_values() -> None:
+    for row in ODD_ROWS:
+        canonical = repr(sorted(row.items())).encode()
+        assert row_hash(row) == int.from_bytes(hashlib.sha256(canonical).digest(), "big"), row
+        assert row_hash(dict(reversed(row.items()))) == row_hash(row)  # any column order
+
+
+def test_a_new_row_is_hashed_as_inserted_only_when_it_reads_back_the_same(
+    tmp_path: Path,
+) -> None:
+    db = Database(sqlite_path=tmp_path / "rm.sqlite3")
+    ReadModel(db).create()
+    plain = {"namespace_id": "ns_1", "namespace_name": "n", "description": "", "version": 1}
+    odd = [
+        {**plain, "namespace_id": "ns_2", "version": "1"},  # a str in an INTEGER column
+        {**plain, "namespace_id": "ns_3", "description": 5},  # an int in a TEXT column
+        {**plain, "namespace_id": "ns_4", "version": True},
+        {**plain, "namespace_id": "ns_5", "description": Status.READY},
+        {**plain, "namespace_id": "ns_6", "version": 1.0},
+    ]
+    with db.transaction() as cur:
+        for row in (plain, *odd):
+            marks = ", ".join("?" for _ in row)
+            cur.execute(
+                f"INSERT INTO namespaces ({', '.join(row)}) VALUES ({marks})", [*row.values()]
+            )
+    stored = as_stored("namespaces", plain)
+    assert stored is not None and list(stored) == list(STORED_TYPES["namespaces"])
+    read = db.query("SELECT * FROM namespaces WHERE namespace_id = 'ns_1'")[0]
+    assert stored == read and row_hash(stored) == row_hash(read)
+    assert all(as_stored("namespaces", row) is None for row in odd)
+    assert set(STORED_TYPES) == set(PROJECTED)
+
+
+def test_json_columns_are_written_as_json_dumps_sorted_writes_them() -> None:
+    values: list[Any] = [
+        {"b": [1, 2.5, None, True, float("inf")], "a": {"é": "\u2028", "n": -(2**70)}},
+        [],
+        {},
+        [{"z": 1, "y": {"x": "it's"}}],
+    ]
+    for value in values:
+        assert to_column(value) == json.dumps(value, sort_keys=True)
+    assert to_column("text") == "text" and to_column(None) is None and to_column(3) == 3

@@ -12,6 +12,9 @@ same whatever the size of the read model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from projections.read_model.schema import PROJECTED
@@ -31,10 +34,43 @@ Sums = dict[str, list[int]]
 
 def row_hash(row: dict[str, Any]) -> int:
     """A row's contribution to its table's digest: the digest of a table is the sum of its
-    rows' hashes (mod 2^256), the same whether kept as rows are added or read at once."""
+    rows' hashes (mod 2^256), the same whether kept as rows are added or read at once.
+
+    The hash is that of ``repr(sorted(row.items()))``; that text is made by a format
+    string kept per set of columns, which writes the same characters without sorting
+    and making a tuple per column (half the cost; ``canonical_row`` is the definition)."""
     # Values are str, int or None in every table, whose repr is the same everywhere.
-    canonical = repr(sorted(row.items()))
-    return int.from_bytes(hashlib.sha256(canonical.encode()).digest(), "big")
+    layout = _LAYOUTS.get(tuple(row))
+    if layout is None:
+        layout = _layout(tuple(row))
+    text, values = layout
+    return int.from_bytes(_sha256((text % values(row)).encode()).digest(), "big")
+
+
+def canonical_row(row: dict[str, Any]) -> str:
+    """The text a row's hash is taken of (what ``row_hash`` writes faster)."""
+    return repr(sorted(row.items()))
+
+
+_sha256 = hashlib.sha256
+# columns in a row's order -> (format writing canonical_row, the row's values sorted by key)
+_LAYOUTS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+
+
+def _layout(columns: tuple[str, ...]) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    ordered = sorted(columns)
+    # repr of a list of (key, value) pairs: "[('a', %r), ('b', %r)]", any "%" of a key doubled.
+    text = "[" + ", ".join("(" + repr(key).replace("%", "%%") + ", %r)" for key in ordered) + "]"
+    # itemgetter of one key gives the value itself, not a tuple
+    values: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+        itemgetter(*ordered) if len(ordered) > 1 else partial(_values, ordered)
+    )
+    _LAYOUTS[columns] = text, values
+    return text, values
+
+
+def _values(ordered: list[str], row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[key] for key in ordered)
 
 
 def as_digest(total: int) -> str:

@@ -14,12 +14,19 @@ feed reads the record at that offset; if it is that position's, it goes on after
 otherwise (a broker that came back empty, another topic) it reads the topic from its
 start. Either way an event at or below the stored position is passed over: by its
 ``position`` header, before it is decoded, and again by ``ReadModel.apply``.
+
+A feed that starts on an empty read model rebuilds it (``ReadModel.begin_catch_up``):
+without the tables' secondary indexes, made when the reader reached the head of the topic,
+and without automatic cyclic garbage collection (``_Collector``). Nothing of it changes
+what is stored or when a position is: a rebuild that stops goes on as a rebuild.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
@@ -43,6 +50,8 @@ FETCH_BYTES = 16 * 1024 * 1024
 RESUME_CHECK_MS = 5000
 
 ATTEMPTS_BEFORE_PASSING_OVER = 3
+# While a rebuild catches up, the cyclic garbage collector runs this often (see _Collector).
+COLLECT_SECONDS = 10.0
 
 
 def decode_event(raw: Any) -> EventEnvelope | None:
@@ -122,6 +131,10 @@ class Target(Protocol):
 
     def prepare_writer(self) -> None: ...
 
+    def begin_catch_up(self) -> bool: ...
+
+    def end_catch_up(self) -> None: ...
+
 
 class ReadModelFeed:
     """The read model's reader of the events topic (see the module's docstring)."""
@@ -175,10 +188,12 @@ class ReadModelFeed:
         try:
             consumer.assign([self.tp])
             position = await self._seek_to_resume_point(consumer)
+            loop = asyncio.get_running_loop()
+            catching_up = await loop.run_in_executor(executor, self.read_model.begin_catch_up)
             waiting = _Waiting()
             tasks = [
                 asyncio.create_task(self._read(consumer, waiting, position)),
-                asyncio.create_task(self._apply(waiting, executor)),
+                asyncio.create_task(self._apply(waiting, executor, catching_up)),
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -222,17 +237,59 @@ class ReadModelFeed:
                 envelope = decode_event(record.value)
                 if envelope is not None:
                     batch.append((envelope, record.offset))
-                    position = max(position, envelope.position)
-            if batch:
-                await waiting.put(batch)
+                    if envelope.position > position:
+                        position = envelope.position
+            # At the head: the next offset to read is the high watermark of the broker's
+            # last fetch answer (before any answer: not known to be at the head).
+            highwater = consumer.highwater(self.tp)
+            at_head = highwater is not None and await consumer.position(self.tp) >= highwater
+            await waiting.put(batch, at_head)
 
-    async def _apply(self, waiting: _Waiting, executor: Executor) -> None:
-        while True:
-            batch = await waiting.take(MAX_BATCH)
-            offsets = {envelope.position: offset for envelope, offset in batch}
-            apply = partial(self.read_model.apply, offsets=offsets)
-            envelopes = [envelope for envelope, _ in batch]
-            await apply_until_done(apply, envelopes, "read model", executor)
+    async def _apply(self, waiting: _Waiting, executor: Executor, catching_up: bool) -> None:
+        """Apply what was read; a rebuild (``catching_up``) ends once it has applied all
+        the reader found before it reached the head of the topic."""
+        collector = _Collector(paused=catching_up)
+        try:
+            while True:
+                batch = await waiting.take(MAX_BATCH, or_at_head=catching_up)
+                if batch:
+                    offsets = {envelope.position: offset for envelope, offset in batch}
+                    apply = partial(self.read_model.apply, offsets=offsets)
+                    envelopes = [envelope for envelope, _ in batch]
+                    await apply_until_done(apply, envelopes, "read model", executor)
+                    collector.tick()
+                if catching_up and waiting.at_head and not waiting.events:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(executor, self.read_model.end_catch_up)
+                    catching_up = False
+                    collector.resume()
+        finally:
+            collector.resume()
+
+
+class _Collector:
+    """Python's cyclic garbage collector, paused while a rebuild catches up. What a batch
+    leaves (envelopes, rows, tuples) holds no cycles: reference counting frees it, and the
+    collector's passes over it found nothing while taking a third of a rebuild's time
+    (0.83 s of 2.5 s for 90,000 events, mostly passes over the young objects). Cycles
+    that other work makes meanwhile are collected every ``COLLECT_SECONDS``; automatic
+    collection comes back when the rebuild has caught up or stops."""
+
+    def __init__(self, paused: bool) -> None:
+        self.paused = paused and gc.isenabled()  # paused by someone else: left to them
+        self.collected_at = time.monotonic()
+        if self.paused:
+            gc.disable()
+
+    def tick(self) -> None:
+        if self.paused and time.monotonic() - self.collected_at > COLLECT_SECONDS:
+            gc.collect()
+            self.collected_at = time.monotonic()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            gc.enable()
 
 
 class _Waiting:
@@ -240,17 +297,23 @@ class _Waiting:
 
     def __init__(self) -> None:
         self.events: list[tuple[EventEnvelope, int]] = []
+        self.at_head = False  # the reader's last fetch reached the head of the topic
         self.changed = asyncio.Condition()
 
-    async def put(self, events: list[tuple[EventEnvelope, int]]) -> None:
+    async def put(self, events: list[tuple[EventEnvelope, int]], at_head: bool) -> None:
         async with self.changed:
-            await self.changed.wait_for(lambda: len(self.events) < MAX_WAITING)
-            self.events.extend(events)
-            self.changed.notify_all()
+            if events:
+                await self.changed.wait_for(lambda: len(self.events) < MAX_WAITING)
+                self.events.extend(events)
+            if events or at_head != self.at_head:
+                self.at_head = at_head
+                self.changed.notify_all()
 
-    async def take(self, most: int) -> list[tuple[EventEnvelope, int]]:
+    async def take(self, most: int, or_at_head: bool = False) -> list[tuple[EventEnvelope, int]]:
+        """Up to ``most`` events, once there are any (or none, once the reader is at the
+        head, if ``or_at_head``)."""
         async with self.changed:
-            await self.changed.wait_for(lambda: bool(self.events))
+            await self.changed.wait_for(lambda: bool(self.events) or (or_at_head and self.at_head))
             taken, self.events = self.events[:most], self.events[most:]
             self.changed.notify_all()
             return taken

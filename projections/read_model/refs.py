@@ -19,7 +19,7 @@ def _json(value: Any) -> str:
 
 def on_ref_created(cur: Projection, e: EventEnvelope) -> None:
     created = typed(e)
-    occurred_at = e.occurred_at.isoformat()
+    occurred_at = cur.occurred_at(e)
     cur.insert(
         "refs",
         {
@@ -53,7 +53,7 @@ def on_ref_moved(cur: Projection, e: EventEnvelope) -> None:
         {
             "target_id": moved.target_id,
             "target_namespace_id": moved.target_namespace_id,
-            "updated_at": e.occurred_at.isoformat(),
+            "updated_at": cur.occurred_at(e),
             "version": e.aggregate_version,
         },
     )
@@ -115,7 +115,7 @@ def _history(
             "detail": None if detail is None else _json(detail),
             "actor": e.actor,
             "command_id": e.command_id,
-            "occurred_at": e.occurred_at.isoformat(),
+            "occurred_at": cur.occurred_at(e),
             "version": e.aggregate_version,
         },
     )
@@ -135,7 +135,7 @@ def on_evaluation_recorded(cur: Projection, e: EventEnvelope) -> None:
             "agreement": _json(recorded.agreement),  # "null" when there is none
             "position": e.position,
             "command_id": e.command_id,
-            "created_at": e.occurred_at.isoformat(),
+            "created_at": cur.occurred_at(e),
             "created_by": e.actor,
         },
     )

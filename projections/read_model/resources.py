@@ -14,30 +14,30 @@ from domain.namespace import Namespace
 from domain.quality import EvaluationSet
 from domain.retriever import Retriever
 from domain.taxonomy import Taxonomy
-from projections.read_model.cursor import Projection, Projector
-from projections.read_model.schema import RESOURCES, ResourceTable, to_column
+from projections.read_model.cursor import Projection, Projector, to_column
+from projections.read_model.schema import RESOURCES, ResourceTable
 
 COLLECTIONS = RESOURCES[Collection]
 
 
 def on_created(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
-    cur.insert(table.name, _row(table, e))
+    cur.insert(table.name, _row(table, cur, e))
 
 
 def on_cloned(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
-    cur.insert(table.name, _row(table, e))
+    cur.insert(table.name, _row(table, cur, e))
     _record_lineage(cur, table, e)
 
 
 def on_collection_created(cur: Projection, e: EventEnvelope) -> None:
-    row = _row(COLLECTIONS, e, vector_mode=VectorMode.OWN, status=CollectionStatus.READY)
+    row = _row(COLLECTIONS, cur, e, vector_mode=VectorMode.OWN, status=CollectionStatus.READY)
     cur.insert(COLLECTIONS.name, row)
 
 
 def on_collection_cloned(cur: Projection, e: EventEnvelope) -> None:
     clone = typed(e)
     mode = clone.vector_mode or VectorMode.OWN  # a clone from before modes were recorded
-    row = _row(COLLECTIONS, e, vector_mode=mode, status=clone.status)
+    row = _row(COLLECTIONS, cur, e, vector_mode=mode, status=clone.status)
     cur.insert(COLLECTIONS.name, row)
     _record_lineage(cur, COLLECTIONS, e)
 
@@ -60,9 +60,9 @@ def on_reprocessed(cur: Projection, e: EventEnvelope) -> None:
     _update(cur, COLLECTIONS, e, changes)
 
 
-def _row(table: ResourceTable, e: EventEnvelope, **columns: Any) -> dict[str, Any]:
+def _row(table: ResourceTable, cur: Projection, e: EventEnvelope, **columns: Any) -> dict[str, Any]:
     """A resource's row: its columns from the event's data (``columns`` replace some)."""
-    occurred_at = e.occurred_at.isoformat()
+    occurred_at = cur.occurred_at(e)
     row: dict[str, Any] = {table.id_column: e.aggregate_id}
     if table.in_namespace:
         row["namespace_id"] = e.namespace_id
@@ -87,7 +87,7 @@ def _record_lineage(cur: Projection, table: ResourceTable, e: EventEnvelope) -> 
             "kind": table.kind,
             "namespace_id": e.namespace_id,
             "position": e.position,
-            "occurred_at": e.occurred_at.isoformat(),
+            "occurred_at": cur.occurred_at(e),
             "actor": e.actor,
         },
     )
@@ -96,7 +96,7 @@ def _record_lineage(cur: Projection, table: ResourceTable, e: EventEnvelope) -> 
 def _update(
     cur: Projection, table: ResourceTable, e: EventEnvelope, changes: dict[str, Any]
 ) -> None:
-    stamp = {"updated_at": e.occurred_at.isoformat(), "version": e.aggregate_version}
+    stamp = {"updated_at": cur.occurred_at(e), "version": e.aggregate_version}
     cur.update(table.name, e.aggregate_id, {**changes, **stamp})
 
 

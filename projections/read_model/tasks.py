@@ -11,15 +11,14 @@ from domain.base import Aggregate
 from domain.envelopes import EventEnvelope
 from domain.events import typed
 from domain.tasks import ApplyTaxonomyTask, CloneTask, ReprocessTask, TaskStatus
-from projections.read_model.cursor import Projection, Projector
-from projections.read_model.schema import to_column
+from projections.read_model.cursor import Projection, Projector, to_column
 
 # --- a namespace clone ---------------------------------------------------------------
 
 
 def on_clone_task_created(cur: Projection, e: EventEnvelope) -> None:
     created = typed(e)
-    occurred_at = e.occurred_at.isoformat()
+    occurred_at = cur.occurred_at(e)
     cur.insert(
         "tasks",
         {
@@ -49,7 +48,7 @@ def on_copying(cur: Projection, e: EventEnvelope) -> None:
             "status": TaskStatus.IN_PROGRESS,
             "result": to_column(copying.result),
             "progress": to_column(_copy_progress(copies)),
-            "updated_at": e.occurred_at.isoformat(),
+            "updated_at": cur.occurred_at(e),
         },
     )
 
@@ -67,7 +66,7 @@ def on_copy_progressed(cur: Projection, e: EventEnvelope) -> None:
     cur.update(
         "tasks",
         e.aggregate_id,
-        {"progress": to_column(_copy_progress(copies)), "updated_at": e.occurred_at.isoformat()},
+        {"progress": to_column(_copy_progress(copies)), "updated_at": cur.occurred_at(e)},
     )
 
 
@@ -78,7 +77,7 @@ def on_clone_task_completed(cur: Projection, e: EventEnvelope) -> None:
         {
             "status": TaskStatus.COMPLETED,
             "result": to_column(typed(e).result),
-            "updated_at": e.occurred_at.isoformat(),
+            "updated_at": cur.occurred_at(e),
         },
     )
 
@@ -100,7 +99,7 @@ def _copy_progress(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def on_work_created(task_type: str, cur: Projection, e: EventEnvelope) -> None:
-    occurred_at = e.occurred_at.isoformat()
+    occurred_at = cur.occurred_at(e)
     cur.insert(
         "tasks",
         {
@@ -140,7 +139,7 @@ def _record_work(
         {
             "status": status,
             "progress": to_column(progress),
-            "updated_at": e.occurred_at.isoformat(),
+            "updated_at": cur.occurred_at(e),
         },
     )
 
