@@ -6,14 +6,23 @@ resource computes never changes. Vectors do not: a collection is a stack of
 copy-on-write layers with no per-point history, so the data of a clone "as of"
 a position is exact only if nothing changed it since. A clone that would need
 older data is refused, naming the change and the earliest position that works.
+
+Deleting does not rewrite this history: a namespace or resource deleted since the
+position is read as it stood then, so cloning it as of then brings it back (as a new
+clone; its vectors were never removed).
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from application.unit import Unit
+from domain.base import Resource
 from domain.collection import Collection
 from domain.errors import CommandRejected, ErrorCode
 from domain.namespace import Namespace
+
+R = TypeVar("R", bound=Resource)
 
 
 def namespace_at(unit: Unit, namespace: Namespace, position: int) -> Namespace:
@@ -25,6 +34,22 @@ def namespace_at(unit: Unit, namespace: Namespace, position: int) -> Namespace:
             field="body.as_of_position",
         )
     return past
+
+
+def resource_at(unit: Unit, past: Namespace, cls: type[R], identifier: str, position: int) -> R:
+    """The resource an ID or name referred to in the namespace as it stood at ``position``
+    (``past``), as it stood then: one deleted since is read too."""
+    field = f"body.{cls.KIND.value}_identifier"
+    resource_id = unit.resource_id(past, cls.KIND, identifier, field)
+    found = None if resource_id is None else unit.as_of(resource_id, cls, position)
+    if found is None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND,
+            f"{cls.KIND.value} {identifier!r} was not in namespace {past.namespace_name!r} "
+            f"at position {position}",
+            field=field,
+        )
+    return found
 
 
 def data_of(unit: Unit, collection: Collection) -> set[str]:

@@ -12,6 +12,7 @@ from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, kind_of
 from domain.namespace import Namespace, NamespaceName
 from domain.references import MapRef
+from domain.refs import Ref
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R", bound=Resource)
@@ -104,13 +105,23 @@ class Unit:
 
     # --- resolving identifiers -------------------------------------------
 
-    def namespace(self, identifier: str, field: str = "body.namespace_identifier") -> Namespace:
-        """The namespace an ID or a name refers to, which the command then acts in."""
+    def namespace(
+        self,
+        identifier: str,
+        field: str = "body.namespace_identifier",
+        *,
+        deleted_too: bool = False,
+    ) -> Namespace:
+        """The namespace an ID or a name refers to, which the command then acts in. A
+        deleted one is refused ("was deleted") unless ``deleted_too`` (a clone as of a
+        position before the delete reads it)."""
         namespace = self._find_namespace(identifier, field)
         if namespace is None:
             raise CommandRejected(
                 ErrorCode.NOT_FOUND, f"namespace {identifier!r} not found", field=field
             )
+        if not deleted_too:
+            namespace.refuse_if_deleted(field)
         if self.namespace_id is None:
             self.namespace_id = namespace.id
         return namespace
@@ -119,29 +130,55 @@ class Unit:
         kind = kind_of(identifier)
         if kind is None:
             claim = self.get(NamespaceName.id_for(identifier), NamespaceName)
-            if claim is None or claim.claimed_by is None:
+            if claim is None:
                 return None
+            if claim.claimed_by is None:
+                # Released: by a rename (not found), or by a delete under this name
+                last = self.get(claim.namespace_id, Namespace)
+                gone = last is not None and last.deleted and last.namespace_name == identifier
+                return last if gone else None
             return self.get(claim.claimed_by, Namespace)
         _expect_kind(Kind.NAMESPACE, kind, identifier, field)
         return self.get(identifier, Namespace)
 
     def resource(self, namespace: Namespace, kind: Kind, identifier: str, field: str) -> Resource:
-        """The resource of this kind in this namespace that an ID or a name refers to."""
-        id_kind = kind_of(identifier)
-        if id_kind is None:
-            resource_id = namespace.find(kind, identifier)
-        else:
-            _expect_kind(kind, id_kind, identifier, field)
-            resource_id = identifier if namespace.holds(kind, identifier) else None
+        """The resource of this kind in this namespace that an ID or a name refers to.
+        One deleted is refused ("was deleted"): it is no longer in the catalogue."""
+        resource_id = self.resource_id(namespace, kind, identifier, field)
         resource = None if resource_id is None else self.get(resource_id, Resource)
         if resource is None:
+            deleted = self._deleted_from(namespace, kind, identifier)
+            if deleted is not None:
+                deleted.refuse_if_deleted(field)
             raise CommandRejected(
                 ErrorCode.NOT_FOUND,
                 f"{kind.value} {identifier!r} not found in namespace "
                 f"{namespace.namespace_name!r} ({namespace.id})",
                 field=field,
             )
+        resource.refuse_if_deleted(field)
         return resource
+
+    def resource_id(
+        self, namespace: Namespace, kind: Kind, identifier: str, field: str
+    ) -> str | None:
+        """The ID of what an ID or a name refers to in this namespace's catalogue."""
+        id_kind = kind_of(identifier)
+        if id_kind is None:
+            return namespace.find(kind, identifier)
+        _expect_kind(kind, id_kind, identifier, field)
+        return identifier if namespace.holds(kind, identifier) else None
+
+    def _deleted_from(self, namespace: Namespace, kind: Kind, identifier: str) -> Resource | None:
+        """The resource an identifier named in this namespace before it was deleted."""
+        if kind_of(identifier) is None:
+            removed = namespace.removed_under(kind, identifier)
+        else:
+            removed = identifier
+        found = None if removed is None else self.get(removed, Resource)
+        if found is None or not found.deleted or found.namespace_id != namespace.id:
+            return None
+        return found
 
     def resource_of(self, namespace: Namespace, cls: type[R], identifier: str) -> R:
         """The resource of ``cls``'s kind that the command's ``<kind>_identifier`` names."""
@@ -157,6 +194,31 @@ class Unit:
             return self.resource(namespace, kind, identifier, field).id
 
         return ref
+
+    # --- refs and deleted targets ------------------------------------------
+
+    def deleted_target(self, target_kind: str, target_id: str) -> str | None:
+        """What a ref's target has become if it can no longer be pointed at: it, or the
+        namespace it lives in, was deleted. None while it is live (or unknown)."""
+        if Kind(target_kind) is Kind.NAMESPACE:
+            namespace = self.get(target_id, Namespace)
+            if namespace is None or not namespace.deleted:
+                return None
+            return f"namespace {namespace.namespace_name!r} ({namespace.id}), which was deleted"
+        resource = self.get(target_id, Resource)
+        if resource is None:
+            return None
+        what = f"{resource.KIND.value} {resource.name!r} ({resource.id})"
+        if resource.deleted:
+            return f"{what}, which was deleted"
+        home = self.get(resource.namespace_id, Namespace)
+        if home is not None and home.deleted:
+            return f"{what}, whose namespace {home.namespace_name!r} ({home.id}) was deleted"
+        return None
+
+    def ref_target(self, ref: Ref) -> str:
+        """Resolves a ref: the ID it points at now, refused if that target was deleted."""
+        return ref.resolve(self.deleted_target(ref.target_kind, ref.target_id))
 
     # --- namespace names ---------------------------------------------------
 

@@ -223,6 +223,36 @@ class RequestCheckpoint(CheckpointRequest):
     TYPE: ClassVar[str] = "checkpoints.create"
 
 
+# Deletes: the resource (or namespace) named by ID or name leaves its namespace; its
+# history stays (a clone as of a position before the delete brings it back), its name is
+# free again, and what was cloned from it or points at it is not changed (see
+# domain.base.Resource and domain.namespace).
+
+
+class DeleteNamespace(InNamespace):
+    TYPE: ClassVar[str] = "namespaces.delete"
+
+
+class DeleteBucket(InNamespace):
+    TYPE: ClassVar[str] = "buckets.delete"
+    bucket_identifier: Identifier
+
+
+class DeleteCollection(InNamespace):
+    TYPE: ClassVar[str] = "collections.delete"
+    collection_identifier: Identifier
+
+
+class DeleteRetriever(InNamespace):
+    TYPE: ClassVar[str] = "retrievers.delete"
+    retriever_identifier: Identifier
+
+
+class DeleteTaxonomy(InNamespace):
+    TYPE: ClassVar[str] = "taxonomies.delete"
+    taxonomy_identifier: Identifier
+
+
 def _command_bodies(base: type[Body]) -> dict[str, type[Body]]:
     found: dict[str, type[Body]] = {}
     for cls in base.__subclasses__():

@@ -40,6 +40,9 @@ class Bucket(Stamped):
     description: str = ""
     bucket_schema: dict[str, Any] | None = None
     source_bucket_id: str | None = None
+    # Mixpeek's: the objects the bucket holds, and their text and metadata in bytes
+    object_count: int = 0
+    total_size_bytes: int = 0
 
 
 class Collection(Stamped):
@@ -147,6 +150,18 @@ class Page(Model, Generic[T]):
     results: list[T]
     pagination: Pagination
     total_count: int | None = None  # Mixpeek's: pagination.total
+
+
+class Deleted(Model):
+    """What a DELETE did: Mixpeek's success and message, and which resource."""
+
+    success: bool = True
+    message: str
+    kind: str  # namespace, bucket, collection, retriever or taxonomy
+    id: str
+    name: str
+    command_id: str
+    position: int  # of the Deleted event: a clone as_of_position one before restores
 
 
 class NamespaceCloneResponse(Model):

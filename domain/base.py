@@ -24,6 +24,7 @@ from eventsourcing.domain import (
 )
 from eventsourcing.utils import register_topic
 
+from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind, new_id
 
 _clock = threading.Lock()
@@ -119,12 +120,21 @@ class Resource(Entity):
 
     A kind declares what it is made of (the fields of its ``Created`` event) and which of
     them is its name (``NAME_FIELD``). Its other events follow: ``Cloned`` records the
-    same fields plus ``source_<kind>_id``, ``Renamed`` the name field, and
-    ``DescriptionChanged`` the description. Creating, cloning, renaming and
-    re-describing are the same for every kind.
+    same fields plus ``source_<kind>_id``, ``Renamed`` the name field,
+    ``DescriptionChanged`` the description, and ``Deleted`` nothing. Creating, cloning,
+    renaming, re-describing and deleting are the same for every kind.
+
+    Deleting does not rewrite history: the resource's events stay, so a replay, its
+    lineage and a clone "as of" a position before the delete still see it (that clone
+    is how a deleted resource comes back). Its namespace drops it from its catalogue
+    (``Namespace.ResourceRemoved``) so its name is free; the resource itself can no
+    longer be renamed, re-described, cloned or deleted (``not_found``, "was deleted").
+    Clones made from it before are resources of their own and go on as they were;
+    its vectors are never removed by a delete.
     """
 
     NAME_FIELD: ClassVar[str]
+    deleted = False  # until a Deleted event says otherwise (older snapshots lack it)
     if TYPE_CHECKING:
         # A resource's attributes are its Created event's fields (no annotations at run
         # time: the library would make the class a dataclass).
@@ -152,6 +162,10 @@ class Resource(Entity):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.description = self.description
+
+    class Deleted(Aggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.deleted = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Before the library makes each kind's event classes, so it makes these too.
@@ -182,6 +196,7 @@ class Resource(Entity):
     def clone(self, *, id: str | None = None, **overrides: Any) -> Self:  # noqa: A002
         """A new resource made as this one is, except for the ``overrides`` given (None
         keeps this one's value); ``id`` is drawn unless given."""
+        self.refuse_if_deleted()
         fields = {name: getattr(self, name) for name in recorded_fields(type(self).Created)}
         fields.update({name: value for name, value in overrides.items() if value is not None})
         fields[self.source_field] = self.id
@@ -189,10 +204,32 @@ class Resource(Entity):
         return self._create(cloned, id=id or new_id(self.KIND), **fields)
 
     def rename(self, name: str) -> None:
+        self.refuse_if_deleted()
         self.trigger_event(type(self).Renamed, **{self.NAME_FIELD: name})
 
     def change_description(self, description: str) -> None:
+        self.refuse_if_deleted()
         self.trigger_event(type(self).DescriptionChanged, description=description)
+
+    def delete(self) -> None:
+        """Gone from its namespace (which must remove it from its catalogue too)."""
+        self.refuse_if_deleted()
+        self.trigger_event(type(self).Deleted)
+
+    def refuse_if_deleted(self, field: str | None = None) -> None:
+        if self.deleted:
+            field = field or f"body.{self.KIND.value}_identifier"
+            raise was_deleted(self.KIND.value, self.name, self.id, field)
+
+
+def was_deleted(kind: str, name: str, aggregate_id: str, field: str | None) -> CommandRejected:
+    """The rejection of a command about something deleted: not found, and why."""
+    return CommandRejected(
+        ErrorCode.NOT_FOUND,
+        f"{kind} {name!r} ({aggregate_id}) was deleted",
+        field=field,
+        deleted_id=aggregate_id,
+    )
 
 
 def _event_class(owner: type, name: str, base: type, fields: dict[str, str]) -> type:

@@ -1,13 +1,20 @@
 """The namespace: an environment, the resources it holds and the names they go by; and
-the system-wide claim on a namespace's name."""
+the system-wide claim on a namespace's name.
+
+Deleting a namespace is one event (``Deleted``), however many resources it holds: they
+are not touched, only no longer reachable (the namespace refuses to resolve, "was
+deleted"), and its name's claim is released for a new namespace. Its catalogue is kept
+as it was, so a clone "as of" a position before the delete still reads it. Deleting one
+resource removes it from the catalogue (``ResourceRemoved``): its name is free again.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import event
 
-from domain.base import Aggregate, Entity, keep_first_topics
+from domain.base import Aggregate, Entity, keep_first_topics, was_deleted
 from domain.errors import CommandRejected, ErrorCode
 from domain.ids import Kind
 
@@ -19,9 +26,14 @@ class Namespace(Entity, created_event_name="Created"):
     """An environment: the resources it holds and the names they go by."""
 
     KIND = Kind.NAMESPACE
+    # 2: ``removed`` (the resources deleted under each name) joined the state
+    class_version = 2
+    deleted = False  # until a Deleted event says otherwise (older snapshots lack it)
     if TYPE_CHECKING:  # made by the @event methods below
         Renamed: ClassVar[type[Aggregate.Event]]
         DescriptionChanged: ClassVar[type[Aggregate.Event]]
+        Deleted: ClassVar[type[Aggregate.Event]]
+        ResourceRemoved: ClassVar[type[Aggregate.Event]]
 
     class Created(Aggregate.Created):
         namespace_name: str
@@ -44,6 +56,14 @@ class Namespace(Entity, created_event_name="Created"):
         # walk the catalogue: a namespace may hold thousands of resources)
         self.resources: dict[str, dict[str, str]] = {kind: {} for kind in _KIND_VALUES}
         self.names: dict[str, dict[str, str]] = {kind: {} for kind in _KIND_VALUES}
+        # kind -> name -> the resource last deleted under that name, until a resource
+        # takes the name again: only to say "was deleted" instead of "not found"
+        self.removed: dict[str, dict[str, str]] = {}
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before deletes existed: nothing was removed yet."""
+        state["removed"] = {}
 
     @property
     def namespace_id(self) -> str:
@@ -57,6 +77,7 @@ class Namespace(Entity, created_event_name="Created"):
         description: str,
         clone_task_id: str,  # noqa: A002
     ) -> Namespace:
+        self.refuse_if_deleted()
         return Namespace._create(
             Namespace.Cloned,
             id=id,
@@ -66,13 +87,34 @@ class Namespace(Entity, created_event_name="Created"):
             clone_task_id=clone_task_id,
         )
 
-    @event("Renamed")
     def rename(self, namespace_name: str) -> None:
+        self.refuse_if_deleted()
+        self._renamed(namespace_name=namespace_name)
+
+    def change_description(self, description: str) -> None:
+        self.refuse_if_deleted()
+        self._description_changed(description=description)
+
+    def delete(self) -> None:
+        """The environment is gone: one event, its resources untouched (see the module)."""
+        self.refuse_if_deleted()
+        self._deleted()
+
+    def refuse_if_deleted(self, field: str | None = "body.namespace_identifier") -> None:
+        if self.deleted:
+            raise was_deleted("namespace", self.namespace_name, self.id, field)
+
+    @event("Renamed")
+    def _renamed(self, namespace_name: str) -> None:
         self.namespace_name = namespace_name
 
     @event("DescriptionChanged")
-    def change_description(self, description: str) -> None:
+    def _description_changed(self, description: str) -> None:
         self.description = description
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.deleted = True
 
     def find(self, kind: Kind, name: str) -> str | None:
         """The ID of the resource of this kind that goes by this name here."""
@@ -80,6 +122,11 @@ class Namespace(Entity, created_event_name="Created"):
 
     def holds(self, kind: Kind, resource_id: str) -> bool:
         return resource_id in self.resources.get(kind.value, {})
+
+    def removed_under(self, kind: Kind, name: str) -> str | None:
+        """The ID of the resource of this kind deleted while it went by this name, if no
+        resource has taken the name since."""
+        return self.removed.get(kind.value, {}).get(name)
 
     def add_resource(self, kind: Kind, resource_id: str, name: str) -> None:
         self._refuse_taken_name(kind, name)
@@ -90,6 +137,10 @@ class Namespace(Entity, created_event_name="Created"):
             return
         self._refuse_taken_name(kind, name)
         self._resource_renamed(kind=kind.value, resource_id=resource_id, name=name)
+
+    def remove_resource(self, kind: Kind, resource_id: str) -> None:
+        """A deleted resource leaves the catalogue; its name is free again."""
+        self._resource_removed(kind=kind.value, resource_id=resource_id)
 
     def _refuse_taken_name(self, kind: Kind, name: str) -> None:
         taken_by = self.find(kind, name)
@@ -107,12 +158,20 @@ class Namespace(Entity, created_event_name="Created"):
         # Kinds beyond RESOURCE_KINDS (evaluation sets) are catalogued on first use.
         self.resources.setdefault(kind, {})[resource_id] = name
         self.names.setdefault(kind, {})[name] = resource_id
+        self.removed.get(kind, {}).pop(name, None)
 
     @event("ResourceRenamed")
     def _resource_renamed(self, kind: str, resource_id: str, name: str) -> None:
         del self.names[kind][self.resources[kind][resource_id]]
         self.resources[kind][resource_id] = name
         self.names[kind][name] = resource_id
+        self.removed.get(kind, {}).pop(name, None)
+
+    @event("ResourceRemoved")
+    def _resource_removed(self, kind: str, resource_id: str) -> None:
+        name = self.resources[kind].pop(resource_id)
+        del self.names[kind][name]
+        self.removed.setdefault(kind, {})[name] = resource_id
 
 
 class NamespaceName(Aggregate):

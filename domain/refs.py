@@ -3,6 +3,13 @@
 Moving a ref is the whole deployment, and every move is an event, so a ref's
 history says where it pointed, since when, who moved it and why; a rollback is
 one more move, to a target it had before, and can itself be rolled back.
+
+A target can be deleted after a ref points at it (or its namespace can). The ref keeps
+its history, but a deleted target is never served nor pointed at again: resolving the
+ref refuses ("points at ..., which was deleted"), and so do moving or promoting it to a
+deleted target and rolling it back to an entry whose target is deleted since. Moving it
+to a live target is how it is mended. Whether a target is deleted is the application's
+to find out (``gone`` below says how, or None when the target is live).
 """
 
 from __future__ import annotations
@@ -118,8 +125,32 @@ class Ref(Aggregate):
             reason=reason,
         )
 
-    def roll_back(self, to: dict[str, Any], entry: dict[str, Any], reason: str) -> None:
-        """Point at what ``entry`` of the history pointed at; ``to`` says how it was chosen."""
+    def resolve(self, gone: str | None) -> str:
+        """The ID the ref points at; refused if its target is ``gone`` (deleted)."""
+        if gone is not None:
+            raise CommandRejected(
+                ErrorCode.NOT_FOUND,
+                f"ref {self.ref_name!r} points at {gone}: move it to a live target",
+                field="ref_name",
+                ref_name=self.ref_name,
+                target_id=self.target_id,
+            )
+        return self.target_id
+
+    def roll_back(
+        self, to: dict[str, Any], entry: dict[str, Any], reason: str, gone: str | None = None
+    ) -> None:
+        """Point at what ``entry`` of the history pointed at; ``to`` says how it was chosen.
+        Refused if that target is ``gone`` (deleted since)."""
+        if gone is not None:
+            raise CommandRejected(
+                ErrorCode.NOT_FOUND,
+                f"cannot roll ref {self.ref_name!r} back to {entry['target_id']}: it would "
+                f"point at {gone}",
+                field=f"body.{next(iter(to))}",
+                ref_name=self.ref_name,
+                target_id=entry["target_id"],
+            )
         self._move(
             "rollback",
             entry["target_id"],

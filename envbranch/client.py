@@ -7,9 +7,8 @@
     result = client.namespaces.clone("prod", {"namespace_name": "staging"})
     task = client.tasks.wait(result.task_id)
 
-Requests take a dict or the request model from ``contract.requests``; answers
-are the API's own response models (``contract.responses``), so the SDK and
-the API cannot drift apart.
+Requests take a dict or a ``contract.requests`` model; answers are the API's own response
+models (``contract.responses``), so the SDK and the API cannot drift apart.
 """
 
 from __future__ import annotations
@@ -109,8 +108,7 @@ class Client:
         return self.request("GET", f"/v1/lineage/{resource_id}", s.Lineage)
 
     def audit(self, **filters: Any) -> s.Page[s.AuditEntry]:
-        """The audit log: filter by resource_id, actor, type, command_id, from_position,
-        to_position, since, until; page with limit and offset."""
+        """Audit log; filters: resource_id actor type command_id from_/to_position since until."""
         params = {k: v for k, v in filters.items() if v is not None}
         return self.request("GET", "/v1/audit", s.Page[s.AuditEntry], params=params)
 
@@ -167,6 +165,12 @@ class Namespaces:
         path = f"/v1/namespaces/{namespace_identifier}/clone"
         return self._client.request("POST", path, s.NamespaceCloneResponse, json=_json(body), **kw)
 
+    def delete(self, namespace_identifier: str, **kw: Any) -> s.Deleted:
+        """Delete a namespace and what it holds (an event: clones of it keep working)."""
+        return self._client.request(
+            "DELETE", f"/v1/namespaces/{namespace_identifier}", s.Deleted, **kw
+        )
+
 
 class Resources(Generic[M]):
     """Resources inside a namespace (the client's, or ``namespace=``)."""
@@ -203,6 +207,11 @@ class Resources(Generic[M]):
         return self._client.request(
             "PATCH", path, self._model, json=_json(body), namespace=namespace, **kw
         )
+
+    def delete(self, identifier: str, *, namespace: str | None = None, **kw: Any) -> s.Deleted:
+        """Delete one (an event: its clones keep working, a clone as of before restores it)."""
+        path = f"{self._path}/{identifier}"
+        return self._client.request("DELETE", path, s.Deleted, namespace=namespace, **kw)
 
 
 class Clonable(Resources[M]):
@@ -388,9 +397,8 @@ class Refs:
         namespace: str | None = None,
         idempotency_key: str | None = None,
     ) -> s.PromotionResult:
-        """Evaluate ``candidate`` against the current target on ``evaluation_set`` and move
-        the ref only if every threshold of ``gate`` holds; EnvbranchError 422 gate_failed
-        (details: the failing metrics) otherwise."""
+        """Evaluate ``candidate`` against the current target on ``evaluation_set``; move the
+        ref only if every threshold of ``gate`` holds, else 422 gate_failed (its metrics)."""
         path = f"/v1/refs/{name}/promote"
         return _post(self._client, path, s.PromotionResult, body, namespace, idempotency_key)
 

@@ -32,21 +32,35 @@ def namespace(db: Database, identifier: str) -> dict[str, Any] | None:
     return _one(db.query(f"SELECT * FROM namespaces WHERE {column} = ?", [identifier]))
 
 
+# A bucket's rows come with Mixpeek's object_count and total_size_bytes.
+BUCKET_COUNTS = (
+    "SELECT buckets.*, (SELECT COUNT(*) FROM bucket_objects WHERE bucket_objects.bucket_id "
+    "= buckets.bucket_id) AS object_count, (SELECT COALESCE(SUM(size_bytes), 0) FROM "
+    "bucket_objects WHERE bucket_objects.bucket_id = buckets.bucket_id) AS total_size_bytes "
+    "FROM buckets"
+)
+
+
+def _select(kind: Kind) -> str:
+    """SELECT ... FROM the kind's table (what a read of it answers)."""
+    return BUCKET_COUNTS if kind is Kind.BUCKET else f"SELECT * FROM {TABLE[kind][0]}"
+
+
 def resource(db: Database, kind: Kind, namespace_id: str, identifier: str) -> dict | None:
     """A resource of a namespace, by ID or name."""
     table, id_column, name_column = TABLE[kind]
     column = id_column if kind_of(identifier) else name_column
     return _one(
         db.query(
-            f"SELECT * FROM {table} WHERE namespace_id = ? AND {column} = ?",
+            f"{_select(kind)} WHERE namespace_id = ? AND {column} = ?",
             [namespace_id, identifier],
         )
     )
 
 
 def resource_by_id(db: Database, kind: Kind, resource_id: str) -> dict[str, Any] | None:
-    table, id_column, _ = TABLE[kind]
-    return _one(db.query(f"SELECT * FROM {table} WHERE {id_column} = ?", [resource_id]))
+    _, id_column, _ = TABLE[kind]
+    return _one(db.query(f"{_select(kind)} WHERE {id_column} = ?", [resource_id]))
 
 
 def page(
@@ -57,7 +71,7 @@ def page(
     where, params = _in("namespace_id", namespace_ids)
     total = db.query(f"SELECT COUNT(*) AS n FROM {table} {where}", params)[0]["n"]
     rows = db.query(
-        f"SELECT * FROM {table} {where} ORDER BY created_at, {id_column} LIMIT ? OFFSET ?",
+        f"{_select(kind)} {where} ORDER BY created_at, {id_column} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )
     return [from_row(r) for r in rows], int(total)
@@ -87,6 +101,15 @@ def tasks_page(
         [*params, limit, offset],
     )
     return [from_row(r) for r in rows], int(total)
+
+
+def deletion(db: Database, aggregate_id: str, event_type: str) -> tuple[int, str | None] | None:
+    """(position, namespace_id) of the event that deleted this aggregate, if one did."""
+    rows = db.query(
+        "SELECT position, namespace_id FROM audit WHERE aggregate_id = ? AND type = ?",
+        [aggregate_id, event_type],
+    )
+    return (int(rows[0]["position"]), rows[0]["namespace_id"]) if rows else None
 
 
 def objects_added(db: Database, command_id: str) -> tuple[str, list[str]]:

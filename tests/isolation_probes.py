@@ -252,6 +252,9 @@ class Sides:
             f"PATCH {base}/{{identifier}}": self.in_path(
                 "PATCH", f"{base}/{ID}", what, {"description": "pwned"}, via_ref
             ),
+            f"DELETE {base}/{{identifier}}": self.in_path(
+                "DELETE", f"{base}/{ID}", what, None, via_ref
+            ),
         }
         if what == "bucket":
             return probes
@@ -347,6 +350,7 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
             *s.clashing("PATCH", f"/v1/namespaces/{na}"),
         ],
         "POST /v1/namespaces/list": [],
+        "DELETE /v1/namespaces/{identifier}": at_namespace("DELETE", f"/v1/namespaces/{ID}"),
         "GET /v1/namespaces": [],  # lists are scoped by the key: no identifier to probe
         "POST /v1/tasks/list": [],
         "POST /v1/namespaces/{identifier}/clone": [

@@ -292,6 +292,7 @@ RESOURCE_OPERATIONS = [
         f"POST /v1/{plural}/list",
         f"GET /v1/{plural}/{{identifier}}",
         f"PATCH /v1/{plural}/{{identifier}}",
+        f"DELETE /v1/{plural}/{{identifier}}",
         *([] if plural == "buckets" else [f"POST /v1/{plural}/{{identifier}}/clone"]),
     ]
 ]
@@ -301,6 +302,7 @@ OPERATIONS = [
     "PATCH /v1/namespaces/{identifier}",
     "POST /v1/namespaces/list",
     "GET /v1/namespaces",
+    "DELETE /v1/namespaces/{identifier}",
     "POST /v1/namespaces/{identifier}/clone",
     *RESOURCE_OPERATIONS,
     "GET /v1/tasks/{task_id}",

@@ -29,12 +29,14 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 SQLITE = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"}
 
 # Event types no command writes, so the scenario below cannot show them on the topic:
-# evaluation sets never change; the library makes a ``Created`` class for an aggregate
-# that is created by another event (Accepted, Requested, Recorded) and never uses it.
+# evaluation sets never change nor go; the library makes a ``Created`` class for an
+# aggregate that is created by another event (Accepted, Requested, Recorded) and never
+# uses it.
 NOT_WRITTEN = {
     "EvaluationSet.Cloned",
     "EvaluationSet.Renamed",
     "EvaluationSet.DescriptionChanged",
+    "EvaluationSet.Deleted",
     "CommandReceipt.Created",
     "Checkpoint.Created",
     "Evaluation.Created",
@@ -110,8 +112,8 @@ def test_every_schema_is_draft_2020_12_and_stands_alone() -> None:
 
 
 def more_commands() -> list[dict[str, Any]]:
-    """After the README's examples: a promotion its gate refuses, renames, and a released
-    namespace name claimed again."""
+    """After the README's examples: a promotion its gate refuses, renames, a released
+    namespace name claimed again, and deletes (of resources, and of that new namespace)."""
     ns = {"namespace_identifier": "prod"}
     runs = [
         {"target_id": "article-search", "metrics": {"ndcg@10": 0.5}},
@@ -144,6 +146,18 @@ def more_commands() -> list[dict[str, Any]]:
         command("buckets.update", {**ns, "bucket_identifier": "articles", "bucket_name": "news"}),
         command("namespaces.update", {**ns, "namespace_name": "prod-renamed"}),
         command("namespaces.create", {"namespace_name": "prod"}),
+        *deletes({"namespace_identifier": "prod-renamed"}),
+        command("namespaces.delete", {"namespace_identifier": "prod"}),
+    ]
+
+
+def deletes(ns: dict[str, str]) -> list[dict[str, Any]]:
+    """One delete of each kind of resource, by the names the renames gave them."""
+    return [
+        command("taxonomies.delete", {**ns, "taxonomy_identifier": "labels"}),
+        command("retrievers.delete", {**ns, "retriever_identifier": "article-search"}),
+        command("collections.delete", {**ns, "collection_identifier": "texts"}),
+        command("buckets.delete", {**ns, "bucket_identifier": "news"}),
     ]
 
 

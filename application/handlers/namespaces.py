@@ -1,5 +1,5 @@
-"""Namespaces: create, update, and clone (deep-copy an environment, remapping every
-internal ID)."""
+"""Namespaces: create, update, delete, and clone (deep-copy an environment, remapping
+every internal ID)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ def update_namespace(unit: Unit, body: c.UpdateNamespace) -> None:
         namespace.rename(body.namespace_name)
     if body.description is not None and body.description != namespace.description:
         namespace.change_description(body.description)
+
+
+def delete_namespace(unit: Unit, body: c.DeleteNamespace) -> None:
+    """One event however big the namespace: its resources are not touched, only no longer
+    reachable through it; its name is free for a new namespace. A clone as of a position
+    before the delete brings it back."""
+    namespace = unit.namespace(body.namespace_identifier)
+    namespace.delete()
+    unit.release_namespace_name(namespace.namespace_name)
 
 
 class DeepCloneResult(BaseModel):
@@ -83,18 +92,22 @@ def remap_ids(source: Namespace, kinds: list[Kind]) -> dict[Kind, dict[str, str]
 
 
 def clone_namespace(unit: Unit, body: c.CloneNamespace) -> None:
-    source = unit.namespace(body.namespace_identifier)
+    as_of = body.as_of_position
+    # A namespace deleted since the position is read as it stood then (an "undelete").
+    source = unit.namespace(body.namespace_identifier, deleted_too=as_of is not None)
     kinds = included_kinds(body.include_resources)
-    if body.as_of_position is not None:
+    if as_of is not None:
         # The catalog as it stood then: the resources held then, under their names then.
-        source = namespace_at(unit, source, body.as_of_position)
-        refuse_changed_data(unit, body.as_of_position, _data_ids(source, kinds), {})
+        source = namespace_at(unit, source, as_of)
+        refuse_changed_data(unit, as_of, _data_ids(source, kinds), {})
     ids = remap_ids(source, kinds)
 
     def remapped(kind: Kind, old: str, field: str) -> str:
         try:
             return ids[kind][old]
         except KeyError:
+            if unit.deleted_target(kind.value, old) is not None:
+                return old  # deleted (no FK refusal): the clone fails when used, as its source
             raise CommandRejected(
                 ErrorCode.INVALID_REFERENCE,
                 f"{field} refers to {kind.value} {old}, which the clone does not include",
@@ -123,6 +136,8 @@ def clone_namespace(unit: Unit, body: c.CloneNamespace) -> None:
             original = unit.get(old, Resource)
             if original is None:  # the catalog and the store disagree: never written
                 raise RuntimeError(f"namespace {source.id} lists {old}, which does not exist")
+            if original.deleted and as_of is not None:  # deleted since: as it stood then
+                original = unit.as_of(old, type(original), as_of) or original
             name = source.resources[kind.value][old]
             clone = _clone_resource(
                 original, new, name, target.id, remapped, deep_copy=body.vectors == "copy"
@@ -180,5 +195,6 @@ def _clone_resource(
 HANDLERS: Handlers = {
     c.CreateNamespace: create_namespace,
     c.UpdateNamespace: update_namespace,
+    c.DeleteNamespace: delete_namespace,
     c.CloneNamespace: clone_namespace,
 }

@@ -98,7 +98,8 @@ def roll_back_ref(unit: Unit, body: c.RollbackRef) -> None:
         assert body.time is not None
         to = {"time": body.time.isoformat()}
         entry = ref.entry_at_time(body.time)
-    ref.roll_back(to, entry, body.reason)
+    gone = unit.deleted_target(ref.target_kind, entry["target_id"])  # deleted since?
+    ref.roll_back(to, entry, body.reason, gone)
 
 
 def create_evaluation_set(unit: Unit, body: c.CreateEvaluationSet) -> None:
@@ -183,7 +184,8 @@ def _ref(unit: Unit, namespace: Namespace, ref_name: str) -> Ref:
 def _target(
     unit: Unit, namespace: Namespace, kind_name: str, identifier: str, field: str
 ) -> tuple[str, str]:
-    """The ID and namespace of what a ref may point at: an ID anywhere, or a name here."""
+    """The ID and namespace of what a ref may point at: an ID anywhere, or a name here;
+    never something deleted (nor in a deleted namespace)."""
     kind = Kind(kind_name)
     if kind is Kind.NAMESPACE:
         target_namespace = unit.namespace(identifier, field)
@@ -201,6 +203,11 @@ def _target(
     if found is None:
         raise CommandRejected(
             ErrorCode.NOT_FOUND, f"{kind.value} {identifier!r} not found", field=field
+        )
+    gone = unit.deleted_target(kind.value, found.id)
+    if gone is not None:
+        raise CommandRejected(
+            ErrorCode.NOT_FOUND, f"{field} names {gone}", field=field, deleted_id=found.id
         )
     return found.id, found.namespace_id
 

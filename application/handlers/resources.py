@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from application.as_of import data_of, namespace_at, refuse_changed_data
+from application.as_of import data_of, namespace_at, refuse_changed_data, resource_at
 from application.unit import Handlers, Unit
 from contract import commands as c
 from domain.base import Resource
@@ -43,7 +43,9 @@ def clone_collection(unit: Unit, body: c.CloneCollection) -> None:
         original = unit.resource_of(namespace, Collection, body.collection_identifier)
     else:  # the collection that went by this name (or ID) then, with its data as of then
         past = namespace_at(unit, namespace, body.as_of_position)
-        original = unit.resource_of(past, Collection, body.collection_identifier)
+        original = resource_at(
+            unit, past, Collection, body.collection_identifier, body.as_of_position
+        )
         names = {original.id: f"collection {original.collection_name!r}"}
         refuse_changed_data(unit, body.as_of_position, data_of(unit, original), names)
     clone = original.clone(namespace_id=namespace.id, **_collection(unit, namespace, body))
@@ -161,19 +163,44 @@ _UPDATED_KIND: dict[type[Any], Kind] = {
 }
 
 
+def delete_resource(unit: Unit, body: Any) -> None:
+    """The resource leaves its namespace: its name is free again, it cannot be changed or
+    found any more. Nothing else is touched: what reads it (a retriever reading a deleted
+    collection, a collection sourced from a deleted bucket) fails when used, clones made
+    from it go on, refs to it refuse to resolve, and its vectors stay."""
+    kind = _DELETED_KIND[type(body)]
+    namespace = unit.namespace(body.namespace_identifier)
+    field = f"body.{kind.value}_identifier"
+    resource = unit.resource(namespace, kind, getattr(body, f"{kind.value}_identifier"), field)
+    resource.delete()
+    namespace.remove_resource(kind, resource.id)
+
+
+_DELETED_KIND: dict[type[Any], Kind] = {
+    c.DeleteBucket: Kind.BUCKET,
+    c.DeleteCollection: Kind.COLLECTION,
+    c.DeleteRetriever: Kind.RETRIEVER,
+    c.DeleteTaxonomy: Kind.TAXONOMY,
+}
+
+
 HANDLERS: Handlers = {
     c.CreateBucket: create_resource,
     c.UpdateBucket: update_resource,
+    c.DeleteBucket: delete_resource,
     c.AddObjects: add_objects,
     c.CreateCollection: create_resource,
     c.UpdateCollection: update_resource,
+    c.DeleteCollection: delete_resource,
     c.CloneCollection: clone_collection,
     c.WriteDocuments: write_documents,
     c.DeleteDocuments: delete_documents,
     c.CreateRetriever: create_resource,
     c.UpdateRetriever: update_resource,
+    c.DeleteRetriever: delete_resource,
     c.CloneRetriever: clone_resource,
     c.CreateTaxonomy: create_resource,
     c.UpdateTaxonomy: update_resource,
+    c.DeleteTaxonomy: delete_resource,
     c.CloneTaxonomy: clone_resource,
 }

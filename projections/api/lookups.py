@@ -3,7 +3,7 @@ ID, name or ref:, and what a retriever or taxonomy reads when it runs."""
 
 from typing import Any
 
-from domain.ids import Kind
+from domain.ids import Kind, kind_of
 from projections import queries
 from projections.api.errors import ApiError
 from projections.api.services import Services
@@ -15,8 +15,26 @@ Row = dict[str, Any]
 async def visible_namespace(svc: Services, who: Principal, identifier: str) -> Row:
     row = await svc.read(queries.namespace, identifier)
     if row is None or not who.may_see(row["namespace_id"]):
+        if kind_of(identifier) is Kind.NAMESPACE and who.may_see(identifier):
+            await refuse_deleted(svc, Kind.NAMESPACE, identifier, identifier)
         raise ApiError(404, "not_found", f"namespace {identifier!r} not found")
     return row
+
+
+async def refuse_deleted(svc: Services, kind: Kind, resource_id: str, namespace_id: str) -> None:
+    """A 404 that says so, when the ID names a resource of this namespace that a delete
+    removed (and how to bring it back); nothing when it does not."""
+    event = f"{kind.value.title()}.Deleted"
+    found = await svc.read(queries.deletion, resource_id, event)
+    if found is not None and found[1] in (namespace_id, None):
+        position = found[0]
+        raise ApiError(
+            404,
+            "not_found",
+            f"{kind.value} {resource_id!r} was deleted at position {position}; a clone with "
+            f"as_of_position {position - 1} brings it back",
+            deleted_at_position=position,
+        )
 
 
 def reachable(row: Row, ns: Row, who: Principal | None) -> bool:

@@ -17,7 +17,7 @@ from projections.api.errors import ApiError
 from projections.api.lookups import visible_namespace
 from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
-from projections.api.writes import created_by, fields, write
+from projections.api.writes import created_by, deleted_answer, fields, write
 from projections.json_bodies import LimitedJsonRoute
 from projections.sql import Database
 
@@ -72,6 +72,17 @@ async def update_namespace(
     payload = {"namespace_identifier": ns_id, **fields(body)}
     await write(svc, "namespaces.update", payload, who, idem, ns_id)
     return await svc.read(queries.namespace, ns_id)
+
+
+@router.delete("/v1/namespaces/{identifier}", response_model=s.Deleted)
+async def delete_namespace(identifier: str, who: Who, idem: IdempotencyKey, svc: Svc) -> Any:
+    """Delete a namespace and, with it, everything in it (one event; clones elsewhere keep
+    working, and a clone as of an earlier position restores it)."""
+    row = await visible_namespace(svc, who, identifier)
+    ns_id = row["namespace_id"]
+    payload = {"namespace_identifier": ns_id}
+    written = await write(svc, "namespaces.delete", payload, who, idem, ns_id)
+    return await deleted_answer(svc, "namespace", ns_id, row["namespace_name"], written)
 
 
 @router.post(

@@ -10,14 +10,14 @@ from pydantic import BaseModel
 from contract import requests as rq
 from contract import responses as s
 from domain.events import RESOURCES
-from domain.ids import Kind
+from domain.ids import Kind, kind_of
 from projections import queries
 from projections.api.dependencies import IdempotencyKey, InNamespace, Svc, Who
 from projections.api.errors import ApiError
-from projections.api.lookups import Row, reachable_resource
+from projections.api.lookups import Row, reachable_resource, refuse_deleted
 from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
-from projections.api.writes import Written, created_by, fields, write
+from projections.api.writes import Written, created_by, deleted_answer, fields, write
 from projections.auth import Principal
 from projections.json_bodies import LimitedJsonRoute
 
@@ -33,6 +33,8 @@ async def find(
 ) -> Row:
     row = await reachable_resource(svc, kind, ns, identifier, who)
     if row is None:
+        if kind_of(identifier) is kind:
+            await refuse_deleted(svc, kind, identifier, ns["namespace_id"])
         message = f"{kind.value} {identifier!r} not found in namespace"
         raise ApiError(404, "not_found", f"{message} {ns['namespace_name']!r}")
     return row
@@ -73,6 +75,19 @@ async def update(
     }
     await write(svc, f"{kind.plural}.update", payload, who, idem, ns["namespace_id"])
     return await find(svc, kind, ns, row[id_field])
+
+
+async def delete(
+    svc: Services, kind: Kind, identifier: str, ns: Row, who: Principal, idem: str
+) -> dict[str, Any]:
+    row = await find(svc, kind, ns, identifier, who)
+    resource_id = row[f"{kind.value}_id"]
+    payload = {
+        "namespace_identifier": ns["namespace_id"],
+        f"{kind.value}_identifier": resource_id,
+    }
+    written = await write(svc, f"{kind.plural}.delete", payload, who, idem, ns["namespace_id"])
+    return await deleted_answer(svc, kind.value, resource_id, row[f"{kind.value}_name"], written)
 
 
 async def clone(
@@ -124,6 +139,11 @@ def add_routes(
     ) -> Any:
         return await clone(svc, kind, identifier, body, ns, who, idem)
 
+    async def delete_(
+        identifier: str, ns: InNamespace, who: Who, idem: IdempotencyKey, svc: Svc
+    ) -> Any:
+        return await delete(svc, kind, identifier, ns, who, idem)
+
     # The body models differ per kind; FastAPI reads them from the annotations.
     create_.__annotations__["body"] = create_body
     update_.__annotations__["body"] = update_body
@@ -135,6 +155,7 @@ def add_routes(
     post(f"{base}/list", response_model=page_model, name=f"list_{kind.plural}")(list_)
     router.get(one, response_model=response, name=f"get_{name}")(get)
     router.patch(one, response_model=response, name=f"update_{name}")(update_)
+    router.delete(one, response_model=s.Deleted, name=f"delete_{name}")(delete_)
     if clone_body is not None:
         clone_route = post(f"{one}/clone", response_model=clone_response, name=f"clone_{name}")
         clone_route(clone_)

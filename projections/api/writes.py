@@ -45,3 +45,20 @@ async def created_by(svc: Services, command_id: str, *events: type) -> str | Non
     events, not from a name: a name may have moved on since)."""
     types = [event.__qualname__ for event in events]
     return await svc.read(queries.created_by_command, command_id, types)
+
+
+async def deleted_answer(
+    svc: Services, kind: str, id_: str, name: str, written: Written
+) -> dict[str, Any]:
+    """The answer to a DELETE (contract.responses.Deleted), with the position of the
+    delete event: a clone as of the position before it brings the resource back."""
+    event = f"{kind.title()}.Deleted"
+    position = await svc.read(queries.position_of, written.command_id, event)
+    return {
+        "message": f"{kind} {name!r} ({id_}) deleted",
+        "kind": kind,
+        "id": id_,
+        "name": name,
+        "command_id": written.command_id,
+        "position": position if position is not None else written.position,
+    }

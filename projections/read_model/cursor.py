@@ -137,6 +137,24 @@ class Projection:
             f"UPDATE {table} SET {assignments} WHERE {key_column} = ?", [*changes.values(), key]
         )
 
+    def delete(self, table: str, key: Any) -> None:
+        """Remove the row of ``table`` whose key is ``key``, if there is one."""
+        fresh = self._fresh.get(table)
+        changed = self._changed.setdefault(table, set())
+        if fresh is not None and key in fresh:
+            del fresh[key]  # new in this batch: its hash is not in the sums yet
+        else:
+            old = self.row(table, key)
+            if old is None:
+                return
+            if key not in changed:  # a changed row's old hash is out of the sums already
+                entry = self.sums[table]
+                entry[0] = (entry[0] - row_hash(old)) % MODULUS
+            changed.discard(key)
+        self.write_rows(table)
+        self.cur.execute(f"DELETE FROM {table} WHERE {PROJECTED[table]} = ?", [key])
+        self.sums[table][1] -= 1
+
     def write_rows(self, only: str | None = None) -> None:
         """Insert the rows waiting in memory (those of the table ``only``, if given)."""
         for (table, columns), rows in list(self._rows.items()):

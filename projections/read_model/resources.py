@@ -15,9 +15,10 @@ from domain.quality import EvaluationSet
 from domain.retriever import Retriever
 from domain.taxonomy import Taxonomy
 from projections.read_model.cursor import Projection, Projector, to_column
-from projections.read_model.schema import RESOURCES, ResourceTable
+from projections.read_model.schema import PROJECTED, RESOURCES, ResourceTable
 
 COLLECTIONS = RESOURCES[Collection]
+BUCKETS = RESOURCES[Bucket]
 
 
 def on_created(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
@@ -40,6 +41,71 @@ def on_collection_cloned(cur: Projection, e: EventEnvelope) -> None:
     row = _row(COLLECTIONS, cur, e, vector_mode=mode, status=clone.status)
     cur.insert(COLLECTIONS.name, row)
     _record_lineage(cur, COLLECTIONS, e)
+
+
+def on_deleted(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
+    """A deleted resource leaves the tables that serve reads; its audit and lineage stay
+    (the history does not change), and so do clones of it."""
+    cur.delete(table.name, e.aggregate_id)
+    if table.name == BUCKETS.name:
+        _drop_objects(cur, e.aggregate_id)
+
+
+def on_namespace_deleted(cur: Projection, e: EventEnvelope) -> None:
+    """One event deletes a namespace and everything in it: its rows go, resource by resource
+    (the read model pays for the size; the write model does not)."""
+    cur.delete("namespaces", e.aggregate_id)
+    for table in (*(t.name for t in RESOURCES.values() if t.name != "namespaces"), "refs"):
+        cur.write_rows(table)
+        key = PROJECTED[table]
+        found = cur.cur.query(f"SELECT {key} FROM {table} WHERE namespace_id = ?", [e.aggregate_id])
+        for row in found:
+            if table == BUCKETS.name:
+                _drop_objects(cur, row[key])
+            cur.delete(table, row[key])
+
+
+def on_objects_added(cur: Projection, e: EventEnvelope) -> None:
+    objects = e.data["objects"]
+    keys = [f"{e.aggregate_id}/{obj['object_id']}" for obj in objects]
+    cur.write_rows("bucket_objects")
+    existing: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        sql = f"SELECT object_key FROM bucket_objects WHERE object_key IN ({marks})"
+        existing |= {row["object_key"] for row in cur.cur.query(sql, chunk)}
+    for key, obj in zip(keys, objects, strict=True):
+        metadata = to_column(obj.get("metadata") or {})
+        size = len((obj.get("text") or "").encode()) + len(metadata.encode())
+        if key in existing:  # added again under its key: it replaces the object
+            cur.update("bucket_objects", key, {"size_bytes": size})
+        else:
+            row = {"object_key": key, "bucket_id": e.aggregate_id, "object_id": obj["object_id"]}
+            cur.insert("bucket_objects", {**row, "size_bytes": size})
+            existing.add(key)
+
+
+def on_bucket_cloned(cur: Projection, e: EventEnvelope) -> None:
+    """A bucket clone holds what its source held."""
+    on_cloned(BUCKETS, cur, e)
+    source = typed(e).source_bucket_id
+    cur.write_rows("bucket_objects")
+    rows = cur.cur.query(
+        "SELECT object_id, size_bytes FROM bucket_objects WHERE bucket_id = ? ORDER BY object_id",
+        [source],
+    )
+    for row in rows:
+        key = f"{e.aggregate_id}/{row['object_id']}"
+        copy = {"object_key": key, "bucket_id": e.aggregate_id, "object_id": row["object_id"]}
+        cur.insert("bucket_objects", {**copy, "size_bytes": row["size_bytes"]})
+
+
+def _drop_objects(cur: Projection, bucket_id: str) -> None:
+    cur.write_rows("bucket_objects")
+    found = cur.cur.query("SELECT object_key FROM bucket_objects WHERE bucket_id = ?", [bucket_id])
+    for row in found:
+        cur.delete("bucket_objects", row["object_key"])
 
 
 def on_renamed(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
@@ -117,6 +183,11 @@ def _projectors() -> dict[type[Aggregate.Event], Projector]:
         projectors[aggregate.DescriptionChanged] = partial(
             on_description_changed, RESOURCES[aggregate]
         )
+    for kind in (Bucket, Collection, Retriever, Taxonomy):
+        projectors[kind.Deleted] = partial(on_deleted, RESOURCES[kind])
+    projectors[Namespace.Deleted] = on_namespace_deleted
+    projectors[Bucket.ObjectsAdded] = on_objects_added
+    projectors[Bucket.Cloned] = on_bucket_cloned
     return projectors
 
 

@@ -122,6 +122,10 @@ SCHEMA = [
     # A digest of every projected table at chosen positions: what a replay must reproduce.
     """CREATE TABLE IF NOT EXISTS digests (position INTEGER, table_name TEXT, digest TEXT,
         row_count INTEGER, PRIMARY KEY (position, table_name))""",
+    # Each bucket's objects (what Mixpeek's object_count and total_size_bytes count); the
+    # key is "<bucket_id>/<object_id>": a bucket clone holds its source's objects.
+    """CREATE TABLE IF NOT EXISTS bucket_objects (object_key TEXT PRIMARY KEY,
+        bucket_id TEXT, object_id TEXT, size_bytes INTEGER)""",
     # The running digests of the projected tables, kept as rows change (digests.py).
     """CREATE TABLE IF NOT EXISTS digest_sums (table_name TEXT PRIMARY KEY, total TEXT,
         row_count INTEGER)""",
@@ -139,6 +143,7 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS audit_namespace ON audit (namespace_id)",
     # An API write answers with what its command created: found by command, not by a scan.
     "CREATE INDEX IF NOT EXISTS audit_command ON audit (command_id)",
+    "CREATE INDEX IF NOT EXISTS bucket_objects_by_bucket ON bucket_objects (bucket_id)",
     *[
         f"CREATE INDEX IF NOT EXISTS {t.name}_by_name ON {t.name} (namespace_id, {t.fields[0]})"
         for t in RESOURCES.values()
@@ -161,6 +166,7 @@ PROJECTED = {
     "refs": "ref_id",
     "ref_history": "position",
     "evaluations": "evaluation_id",
+    "bucket_objects": "object_key",
 }
 JSON_COLUMNS = {
     "bucket_schema",
