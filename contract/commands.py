@@ -49,6 +49,7 @@ from contract.requests import (
 )
 from domain import json_limits
 from domain.errors import CommandRejected, ErrorCode
+from domain.mixpeek_options import ADDED
 from domain.values import Count, Identifier, JsonInteger
 
 
@@ -309,12 +310,32 @@ class Command(BaseModel):
     def digest(self) -> str:
         """Identifies who asks for what, to tell a retry from a reused command_id: the
         same body from another actor is not a retry (it must not pass for one)."""
+        body = _without_added_nones(self.body, self.body.model_dump(mode="json"))
         canonical = json.dumps(
-            {"type": self.type, "body": self.body.model_dump(mode="json"), "actor": self.actor},
+            {"type": self.type, "body": body, "actor": self.actor},
             sort_keys=True,
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _without_added_nones(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    """``dumped`` (``model`` as JSON) without the fields added since commands were first
+    stored (marked ADDED) that are None, at any depth: a digest then matches the one the
+    same command had before they existed."""
+    for name, field in type(model).model_fields.items():
+        if name not in dumped:
+            continue
+        value = getattr(model, name)
+        if value is None and ADDED in field.metadata:
+            del dumped[name]
+        elif isinstance(value, BaseModel) and isinstance(dumped[name], dict):
+            _without_added_nones(value, dumped[name])
+        elif isinstance(value, list | tuple) and isinstance(dumped[name], list):
+            for item, item_dumped in zip(value, dumped[name], strict=False):
+                if isinstance(item, BaseModel) and isinstance(item_dumped, dict):
+                    _without_added_nones(item, item_dumped)
+    return dumped
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

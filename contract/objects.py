@@ -65,5 +65,6 @@ class ObjectsWriteRequest(Body):
         assert self.blobs is not None  # checked by _one_form
         values = {b.property: b.data for b in self.blobs if b.type != TEXT_BLOB}
         (text,) = [b.data for b in self.blobs if b.type == TEXT_BLOB]
-        key = self.key_prefix or self.idempotency_key
+        # key_prefix is a storage path in Mixpeek (envbranch stores no files): not a key
+        key = self.idempotency_key
         return [BucketObject(key=key, text=text, metadata={**(self.metadata or {}), **values})]

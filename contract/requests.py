@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from domain.mixpeek_options import (
+    ADDED,
     BatchOf1000,
     FalseByDefault,
     FourWorkers,
@@ -23,6 +24,7 @@ from domain.values import (
     BucketObject,
     BucketSchema,
     CollectionSource,
+    CreateDescription,
     Description,
     Document,
     FeatureExtractor,
@@ -42,7 +44,7 @@ class Body(BaseModel):
 
 class NamespaceCreateRequest(Body):
     namespace_name: ResourceName
-    description: Description = ""
+    description: CreateDescription = ""
     # Mixpeek's: a managed namespace is what envbranch has (no bring-your-own-vector one)
     mode: ManagedMode = None
     namespace_id: Unsupported = None
@@ -78,7 +80,7 @@ class NamespaceCloneRequest(Body):
     # reuse: they share the source's points, copy-on-write, and the task completes at once.
     vectors: Literal["copy", "reuse"] = "copy"
     # Mixpeek's name for the same choice: copy, or branch (a copy-on-write fork: reuse).
-    mode: Literal["copy", "branch"] | None = None
+    mode: Annotated[Literal["copy", "branch"] | None, ADDED] = None
     source_organization_id: Unsupported = None  # Mixpeek's
     ttl_seconds: Unsupported = None
     # Clone the environment as it stood at this log position (see the README for what the
@@ -103,7 +105,7 @@ class NamespaceCloneRequest(Body):
 
 class BucketCreateRequest(Body):
     bucket_name: ResourceName
-    description: Description = ""
+    description: CreateDescription = ""
     bucket_schema: BucketSchema
     unique_key: Unsupported = None  # Mixpeek's
     metadata: Unsupported = None
@@ -124,7 +126,7 @@ class BucketObjectsAddRequest(Body):
 
 class CollectionCreateRequest(Body):
     collection_name: ResourceName
-    description: Description = ""
+    description: CreateDescription = ""
     source: CollectionSource
     feature_extractor: FeatureExtractor
     enabled: TrueByDefault = None  # Mixpeek's; its SDK always sends it
@@ -177,7 +179,7 @@ InputSchema = dict[str, dict[str, Any]]
 
 class RetrieverCreateRequest(Body):
     retriever_name: ResourceName
-    description: Description = ""
+    description: CreateDescription = ""
     collection_identifiers: Annotated[list[Identifier], Field(min_length=1)]
     stages: Annotated[list[Stage], Field(min_length=1)]
     input_schema: InputSchema = Field(default_factory=dict)
@@ -208,7 +210,7 @@ class RetrieverCloneRequest(Body):
 
 class TaxonomyCreateRequest(Body):
     taxonomy_name: ResourceName
-    description: Description = ""
+    description: CreateDescription = ""
     config: TaxonomyConfig
     metadata: Unsupported = None  # Mixpeek's
 
@@ -227,7 +229,7 @@ class TaxonomyCloneRequest(Body):
 class ApplyTaxonomyRequest(Body):
     # the taxonomy (an ID or a name), or Mixpeek's taxonomy_id (an ID): one of the two
     taxonomy_identifier: Identifier | None = None
-    taxonomy_id: Identifier | None = None
+    taxonomy_id: Annotated[Identifier | None, ADDED] = None
     batch_size: BatchOf1000 = None  # Mixpeek's; its SDK always sends the two defaults
     parallelism: FourWorkers = None
     scroll_filters: Unsupported = None

@@ -17,6 +17,15 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, WithJsonSchema
 
 
+class Added:
+    """Marks a field added to a command body after commands were first stored: when it is
+    None, a command's digest leaves it out, so that a retry of a command stored before the
+    field existed still matches its receipt (contract.commands.Command.digest)."""
+
+
+ADDED = Added()
+
+
 def option(*accepted: Any) -> Any:
     """A Mixpeek field accepted when absent, null or one of ``accepted`` (compared with
     its JSON type: ``true`` is not ``1``), and dropped. Give it the default None."""
@@ -35,7 +44,7 @@ def option(*accepted: Any) -> Any:
         "description": f"Mixpeek's; envbranch does not act on it.{default}",
         "x-mixpeek-option": True,
     }
-    return Annotated[Any, AfterValidator(check), WithJsonSchema(schema)]
+    return Annotated[Any, AfterValidator(check), WithJsonSchema(schema), ADDED]
 
 
 def _same(value: Any, accepted: Any) -> bool:

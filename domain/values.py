@@ -23,6 +23,7 @@ from pydantic import (
 from domain.ids import ID_PATTERN
 from domain.json_limits import MAX_INT
 from domain.mixpeek_options import (
+    ADDED,
     DefaultOverlap,
     NoFieldMap,
     NoSample,
@@ -53,6 +54,14 @@ ResourceName = Annotated[
     Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_JSON_PATTERN}),
 ]
 Description = Annotated[str, Field(max_length=2000)]
+
+
+def _none_is_empty(value: str | None) -> str:
+    return "" if value is None else value
+
+
+# A description on a create: null (Mixpeek's "none") is the empty description.
+CreateDescription = Annotated[Description | None, AfterValidator(_none_is_empty)]
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -166,7 +175,7 @@ class Stage(Value):
     on_error: Unsupported = None
     output_alias: Unsupported = None
     # Mixpeek answers a stage with config.parameters mirrored here; sent back, it must agree
-    parameters: dict[str, Any] | None = None
+    parameters: Annotated[dict[str, Any] | None, ADDED] = None
 
     @model_validator(mode="after")
     def _infer_stage_type(self) -> Stage:

@@ -149,3 +149,39 @@ def test_mixpeeks_sdk_deletes_through_envbranch(client: Client, live_stack: Live
 
     assert answer["success"] is True and answer["id"] == retriever
     assert refused(client.retrievers.get, retriever, namespace=ns).status == 404
+
+
+def test_a_retried_delete_gets_its_first_answer(client: Client) -> None:
+    ns = production(client)
+
+    first = client.retrievers.delete("search", namespace=ns, idempotency_key="del-search")
+    again = client.retrievers.delete("search", namespace=ns, idempotency_key="del-search")
+    gone = client.namespaces.delete(ns, idempotency_key="del-ns")
+    gone_again = client.namespaces.delete(ns, idempotency_key="del-ns")
+
+    assert (again.id, again.position, again.command_id) == (
+        first.id,
+        first.position,
+        first.command_id,
+    )
+    assert (gone_again.id, gone_again.position) == (gone.id, gone.position)
+
+
+def test_a_deleted_namespace_comes_back_as_a_clone_as_of_before_its_delete(
+    client: Client,
+) -> None:
+    ns = production(client)
+    objects = [{"key": f"o{i}", "text": f"object {i}"} for i in range(3)]
+    client.buckets.add_objects("docs", objects, namespace=ns)
+    ns_id = client.namespaces.get(ns).namespace_id
+    deleted = client.namespaces.delete(ns)
+
+    back = client.namespaces.clone(
+        ns_id,
+        {"namespace_name": unique("restored"), "as_of_position": deleted.position - 1},
+    )
+
+    restored = back.namespace.namespace_id
+    assert back.source_namespace_id == ns_id
+    assert client.collections.get("docs-text", namespace=restored).collection_name == "docs-text"
+    assert client.buckets.get("docs", namespace=restored).object_count == 3

@@ -43,13 +43,13 @@ def test_a_method_a_path_does_not_take_answers_405_with_the_methods_it_does(
     http: httpx.Client,
 ) -> None:
     on_list = http.put("/v1/namespaces/list")
-    on_namespace = http.delete("/v1/namespaces/prod")
+    on_namespace = http.put("/v1/namespaces/prod")
 
     assert on_list.status_code == on_namespace.status_code == 405
     assert error_of(on_list)["type"] == error_of(on_namespace)["type"] == "method_not_allowed"
     # /v1/namespaces/list is its own operation, not GET /v1/namespaces/{identifier}
     assert on_list.headers["Allow"] == "POST"
-    assert on_namespace.headers["Allow"] == "GET, PATCH"
+    assert on_namespace.headers["Allow"] == "DELETE, GET, PATCH"
 
 
 def test_a_body_that_is_not_json_answers_400(http: httpx.Client) -> None:

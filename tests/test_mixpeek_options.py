@@ -99,7 +99,8 @@ def test_mixpeeks_object_of_blobs_is_one_object_with_its_text_and_plain_values()
             {"property": "year", "type": "integer", "data": 1890},
         ],
         metadata={"topic": "lighthouse"},
-        key_prefix="lh-1",
+        key_prefix="/docs",  # a storage path in Mixpeek: not the object's key
+        idempotency_key="lh-1",
         skip_duplicates=False,
         canonicalize_source=True,
     )
@@ -135,3 +136,42 @@ def test_apply_taxonomy_takes_mixpeeks_taxonomy_id_for_its_identifier() -> None:
         ApplyTaxonomyRequest(taxonomy_id="tax_1", taxonomy_identifier="tax_2")
     with pytest.raises(ValidationError, match="required"):
         ApplyTaxonomyRequest()
+
+
+# Digests of these commands as the version before Mixpeek's options stored them: a retry of
+# a command stored then must still match its receipt (or it is refused as a reused id).
+EARLIER_DIGESTS = {
+    "buckets.create": (
+        {"bucket_name": "b", "bucket_schema": {"properties": {}}},
+        "aa726b5b442cc5f69b5fd63799eff38bf3ec0b736d12cea99425f97805ac28c0",
+    ),
+    "retrievers.create": (
+        {
+            "retriever_name": "r",
+            "collection_identifiers": ["c"],
+            "stages": [
+                {
+                    "stage_name": "s",
+                    "config": {"stage_id": "feature_search", "parameters": {"x": 1}},
+                }
+            ],
+        },
+        "03224ba216c2d0a8037f90e365c036e8e8ce03914d05064ec7f7916a2ba275f8",
+    ),
+    "namespaces.clone": (
+        {"namespace_name": "s", "vectors": "reuse"},
+        "01727e96c6558eb1e938cb2d0bc3747a778a51fd8cd66f8025939554340075f2",
+    ),
+}
+
+
+@pytest.mark.parametrize("type_", sorted(EARLIER_DIGESTS))
+def test_a_command_keeps_the_digest_it_had_before_mixpeeks_options(type_: str) -> None:
+    body, digest = EARLIER_DIGESTS[type_]
+    document = {
+        "command_id": "c",
+        "type": type_,
+        "actor": "a",
+        "body": {"namespace_identifier": "prod", **body},
+    }
+    assert command_from_document(document).digest == digest

@@ -24,7 +24,8 @@ from domain.values import IncludeResources
 
 
 def create_namespace(unit: Unit, body: c.CreateNamespace) -> None:
-    namespace = Namespace(namespace_name=body.namespace_name, description=body.description)
+    description = body.description or ""  # null on the way in is the empty description
+    namespace = Namespace(namespace_name=body.namespace_name, description=description)
     unit.namespace_id = namespace.id
     unit.claim_namespace_name(body.namespace_name, namespace.id)
     unit.add(namespace)

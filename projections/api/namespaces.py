@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from contract import requests as rq
 from contract import responses as s
-from domain.ids import Kind
+from domain.ids import Kind, kind_of
 from domain.namespace import Namespace
 from domain.tasks import CloneTask
 from projections import queries
@@ -17,7 +17,7 @@ from projections.api.errors import ApiError
 from projections.api.lookups import visible_namespace
 from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
-from projections.api.writes import created_by, deleted_answer, fields, write
+from projections.api.writes import created_by, deleted_answer, earlier_delete, fields, write
 from projections.json_bodies import LimitedJsonRoute
 from projections.sql import Database
 
@@ -78,6 +78,8 @@ async def update_namespace(
 async def delete_namespace(identifier: str, who: Who, idem: IdempotencyKey, svc: Svc) -> Any:
     """Delete a namespace and, with it, everything in it (one event; clones elsewhere keep
     working, and a clone as of an earlier position restores it)."""
+    if idem and (earlier := await earlier_delete(svc, "namespace", idem, identifier)):
+        return earlier  # a retry of a delete that was applied: its first answer
     row = await visible_namespace(svc, who, identifier)
     ns_id = row["namespace_id"]
     payload = {"namespace_identifier": ns_id}
@@ -92,7 +94,13 @@ async def delete_namespace(identifier: str, who: Who, idem: IdempotencyKey, svc:
 async def clone_namespace(
     identifier: str, body: rq.NamespaceCloneRequest, who: Who, idem: IdempotencyKey, svc: Svc
 ) -> Any:
-    source = await visible_namespace(svc, who, identifier)
+    if body.as_of_position is not None and kind_of(identifier) is Kind.NAMESPACE:
+        # as of then: the domain reads the namespace at that position, deleted since or not
+        if not who.may_see(identifier):
+            raise ApiError(404, "not_found", f"namespace {identifier!r} not found")
+        source = {"namespace_id": identifier}
+    else:
+        source = await visible_namespace(svc, who, identifier)
     payload = {"namespace_identifier": source["namespace_id"], **fields(body)}
     written = await write(svc, "namespaces.clone", payload, who, idem, source["namespace_id"])
     clone = await created_namespace(svc, written.command_id)

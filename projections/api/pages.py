@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from domain.json_limits import MAX_INT
 from domain.mixpeek_options import FalseByDefault, Unsupported
 from domain.values import Count, JsonInteger
 
@@ -40,7 +41,7 @@ class ListBody(BaseModel):
 
 def query_paging(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    offset: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
     page: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> dict[str, int]:

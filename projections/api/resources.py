@@ -17,7 +17,14 @@ from projections.api.errors import ApiError
 from projections.api.lookups import Row, reachable_resource, refuse_deleted
 from projections.api.pages import ListBody, page, paging, query_paging
 from projections.api.services import Services
-from projections.api.writes import Written, created_by, deleted_answer, fields, write
+from projections.api.writes import (
+    Written,
+    created_by,
+    deleted_answer,
+    earlier_delete,
+    fields,
+    write,
+)
 from projections.auth import Principal
 from projections.json_bodies import LimitedJsonRoute
 
@@ -80,6 +87,8 @@ async def update(
 async def delete(
     svc: Services, kind: Kind, identifier: str, ns: Row, who: Principal, idem: str
 ) -> dict[str, Any]:
+    if idem and (earlier := await earlier_delete(svc, kind.value, idem, identifier)):
+        return earlier  # a retry of a delete that was applied: its first answer
     row = await find(svc, kind, ns, identifier, who)
     resource_id = row[f"{kind.value}_id"]
     payload = {

@@ -62,3 +62,22 @@ async def deleted_answer(
         "command_id": written.command_id,
         "position": position if position is not None else written.position,
     }
+
+
+async def earlier_delete(
+    svc: Services, kind: str, command_id: str, identifier: str
+) -> dict[str, Any] | None:
+    """The answer a delete sent with this Idempotency-Key got, if it was applied (the
+    resource is gone now, so a retry cannot find it again)."""
+    deleted_id = await svc.read(queries.created_by_command, command_id, [f"{kind.title()}.Deleted"])
+    if deleted_id is None:
+        return None
+    position = await svc.read(queries.position_of, command_id, f"{kind.title()}.Deleted")
+    return {
+        "message": f"{kind} {identifier!r} ({deleted_id}) deleted",
+        "kind": kind,
+        "id": deleted_id,
+        "name": identifier,
+        "command_id": command_id,
+        "position": position,
+    }

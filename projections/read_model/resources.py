@@ -47,8 +47,8 @@ def on_deleted(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
     """A deleted resource leaves the tables that serve reads; its audit and lineage stay
     (the history does not change), and so do clones of it."""
     cur.delete(table.name, e.aggregate_id)
-    if table.name == BUCKETS.name:
-        _drop_objects(cur, e.aggregate_id)
+    # a deleted bucket's bucket_objects rows stay: counts are read through live buckets,
+    # and a clone as of before the delete holds what the bucket held
 
 
 def on_namespace_deleted(cur: Projection, e: EventEnvelope) -> None:
@@ -60,8 +60,6 @@ def on_namespace_deleted(cur: Projection, e: EventEnvelope) -> None:
         key = PROJECTED[table]
         found = cur.cur.query(f"SELECT {key} FROM {table} WHERE namespace_id = ?", [e.aggregate_id])
         for row in found:
-            if table == BUCKETS.name:
-                _drop_objects(cur, row[key])
             cur.delete(table, row[key])
 
 
@@ -99,13 +97,6 @@ def on_bucket_cloned(cur: Projection, e: EventEnvelope) -> None:
         key = f"{e.aggregate_id}/{row['object_id']}"
         copy = {"object_key": key, "bucket_id": e.aggregate_id, "object_id": row["object_id"]}
         cur.insert("bucket_objects", {**copy, "size_bytes": row["size_bytes"]})
-
-
-def _drop_objects(cur: Projection, bucket_id: str) -> None:
-    cur.write_rows("bucket_objects")
-    found = cur.cur.query("SELECT object_key FROM bucket_objects WHERE bucket_id = ?", [bucket_id])
-    for row in found:
-        cur.delete("bucket_objects", row["object_key"])
 
 
 def on_renamed(table: ResourceTable, cur: Projection, e: EventEnvelope) -> None:
