@@ -1,5 +1,6 @@
-"""The body of POST /v1/buckets/{id}/objects: envbranch's list of objects, or Mixpeek's
-one object of blobs."""
+"""Ingestion bodies in envbranch's form and Mixpeek's: POST /v1/buckets/{id}/objects (a
+list of objects, or Mixpeek's one object of blobs) and POST /v1/collections/{id}/documents
+(a list of documents, or Mixpeek's one document with its vector)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import Field, model_validator
 
 from contract.requests import Body
 from domain.mixpeek_options import FalseByDefault, TrueByDefault, Unsupported
-from domain.values import BucketObject
+from domain.values import BucketObject, Component, Document
 
 # Mixpeek's blob types: the text one is the object's text; plain values go into its
 # metadata under their property; files (image, audio, video, pdf, excel) envbranch does not
@@ -68,3 +69,43 @@ class ObjectsWriteRequest(Body):
         # key_prefix is a storage path in Mixpeek (envbranch stores no files): not a key
         key = self.idempotency_key
         return [BucketObject(key=key, text=text, metadata={**(self.metadata or {}), **values})]
+
+
+class DocumentsCreateRequest(Body):
+    """envbranch's list of documents, or Mixpeek's one document: its ``metadata`` (the
+    payload) and one pre-computed vector in ``vectors`` (a collection here has one vector
+    index; the key names it). Mixpeek's lineage fields are not kept."""
+
+    documents: Annotated[list[Document], Field(min_length=1, max_length=1000)] | None = None
+    metadata: dict[str, Any] | None = None
+    vectors: dict[str, Annotated[list[Component], Field(min_length=1, max_length=8192)]] | None = (
+        None
+    )
+    collection_id: Unsupported = None  # the path names the collection
+    root_object_id: Unsupported = None
+    root_bucket_id: Unsupported = None
+    source_type: Unsupported = None
+    source_collection_id: Unsupported = None
+    source_document_id: Unsupported = None
+    source_object_id: Unsupported = None
+    lineage_path: Unsupported = None
+    lineage_chain: Unsupported = None
+    content_hash: Unsupported = None
+    document_schema_version: Unsupported = None
+    features: Unsupported = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DocumentsCreateRequest:
+        if self.documents is not None:
+            if self.metadata is not None or self.vectors is not None:
+                raise ValueError("send documents (envbranch's form) or one document, not both")
+        elif self.vectors is None or len(self.vectors) != 1:
+            raise ValueError("one document needs exactly one vector in vectors (or send documents)")
+        return self
+
+    def as_documents(self) -> list[Document]:
+        if self.documents is not None:
+            return self.documents
+        assert self.vectors is not None  # checked by _one_form
+        (vector,) = self.vectors.values()
+        return [Document(vector=vector, payload=self.metadata or {})]

@@ -67,6 +67,20 @@ class NamespaceCreateRequest(Body):
 class NamespaceUpdateRequest(Body):
     namespace_name: ResourceName | None = None
     description: Description | None = None
+    # Mixpeek's settings of a namespace, which envbranch does not have
+    feature_extractors: Unsupported = None
+    payload_indexes: Unsupported = None
+    auto_create_indexes: Unsupported = None
+    adaptive_indexing: Unsupported = None
+    repair_vectors: Unsupported = None
+    infrastructure: Unsupported = None
+    trusted_issuers: Unsupported = None
+    spend_budget: Unsupported = None
+    pinned: Unsupported = None
+    tiering: Unsupported = None
+    expires_at: Unsupported = None
+    ttl_seconds: Unsupported = None
+    cost_cap_override: Unsupported = None
 
 
 MODE_VECTORS = {"copy": "copy", "branch": "reuse"}
@@ -118,6 +132,11 @@ class BucketCreateRequest(Body):
 class BucketUpdateRequest(Body):
     bucket_name: ResourceName | None = None
     description: Description | None = None
+    metadata: Unsupported = None  # Mixpeek's
+    source_adapter: Unsupported = None
+    unique_key: Unsupported = None
+    destination: Unsupported = None
+    ingest_filter: Unsupported = None
 
 
 class BucketObjectsAddRequest(Body):
@@ -145,6 +164,8 @@ class CollectionCreateRequest(Body):
 class CollectionUpdateRequest(Body):
     collection_name: ResourceName | None = None
     description: Description | None = None
+    enabled: TrueByDefault = None  # Mixpeek's
+    metadata: Unsupported = None
 
 
 class CollectionCloneRequest(Body):
@@ -195,6 +216,12 @@ class RetrieverCreateRequest(Body):
 class RetrieverUpdateRequest(Body):
     retriever_name: ResourceName | None = None
     description: Description | None = None
+    visibility: Unsupported = None  # Mixpeek's
+    marketplace_listing_id: Unsupported = None
+    requires_subscription: FalseByDefault = None
+    tags: Unsupported = None
+    metadata: Unsupported = None
+    display_config: Unsupported = None
 
 
 class RetrieverCloneRequest(Body):
@@ -218,6 +245,7 @@ class TaxonomyCreateRequest(Body):
 class TaxonomyUpdateRequest(Body):
     taxonomy_name: ResourceName | None = None
     description: Description | None = None
+    metadata: Unsupported = None  # Mixpeek's
 
 
 class TaxonomyCloneRequest(Body):

@@ -93,6 +93,17 @@ class Retriever(Stamped):
         return self
 
 
+class RetrieverUpdated(Retriever):
+    """A PATCHed retriever; Mixpeek answers it as {retriever: ...}: both are here."""
+
+    retriever: Retriever | None = None
+
+    @model_validator(mode="after")
+    def _as_mixpeek_answers_it(self) -> RetrieverUpdated:
+        self.retriever = Retriever.model_validate(self.model_dump(exclude={"retriever"}))
+        return self
+
+
 class Taxonomy(Stamped):
     taxonomy_id: str
     namespace_id: str

@@ -112,17 +112,19 @@ def deletion(db: Database, aggregate_id: str, event_type: str) -> tuple[int, str
     return (int(rows[0]["position"]), rows[0]["namespace_id"]) if rows else None
 
 
-def objects_added(db: Database, command_id: str) -> tuple[str, list[str]]:
-    """The bucket and the object IDs a buckets.objects.add command wrote."""
+def written_by(db: Database, command_id: str, event_type: str, field: str) -> tuple[str, list[str]]:
+    """The aggregate and the IDs of what a data command wrote: ``field`` (objects,
+    documents) of its ``event_type`` event, each with its ``<object|document>_id``."""
     rows = db.query(
         "SELECT aggregate_id, data FROM audit WHERE command_id = ? AND type = ? ORDER BY position",
-        [command_id, "Bucket.ObjectsAdded"],
+        [command_id, event_type],
     )
     if not rows:
         return "", []
     data = rows[0]["data"]
-    objects = (json.loads(data) if isinstance(data, str) else data).get("objects", [])
-    return str(rows[0]["aggregate_id"]), [str(o["object_id"]) for o in objects]
+    items = (json.loads(data) if isinstance(data, str) else data).get(field, [])
+    id_key = f"{field[:-1]}_id"
+    return str(rows[0]["aggregate_id"]), [str(item[id_key]) for item in items]
 
 
 def command_receipt(db: Database, command_id: str) -> tuple[int, str] | None:

@@ -33,6 +33,7 @@ from mixpeek import (
     ApiClient,
     BucketObjectsApi,
     BucketsApi,
+    CollectionDocumentsApi,
     CollectionsApi,
     CollectionTaxonomiesApi,
     Configuration,
@@ -100,9 +101,10 @@ NOT_IMPLEMENTED: dict[str, str] = {
         "not modelled"
     ),
     "CollectionsApi.reconcile_collection_reconciliation": "not modelled",
-    "CollectionDocumentsApi.*, Mixpeek.documents.*": (
-        "envbranch writes and deletes documents in lists, in its own shape; Mixpeek's "
-        "per-document reads, updates and queries are not implemented"
+    "CollectionDocumentsApi (all but create_document), Mixpeek.documents.*": (
+        "create_document takes one document with its own vector; envbranch writes and "
+        "deletes documents in lists; Mixpeek's per-document reads, updates and queries are "
+        "not implemented"
     ),
     "CollectionLifecycleApi.*": "collections have no lifecycle tiers",
     # retrievers
@@ -942,3 +944,86 @@ def test_typed_tasks_list(
     answer = TasksApi(typed(ns.namespace_id, api_key=scoped_key(eb, ns))).list_tasks()
     listed = returned(answer, m.ListTasksResponse)
     assert [t.task_id for t in listed.results] == [trigger_task.task_id]
+
+
+# --- updates (PATCH) and deletes ----------------------------------------------------------
+
+
+def test_typed_namespaces_patch(ns: s.Namespace, typed: Callable[..., ApiClient]) -> None:
+    body = m.PatchNamespaceRequest(description="renamed by mixpeek")
+    answer = NamespacesApi(typed()).patch_namespace(ns.namespace_id, body)
+    assert returned(answer, m.NamespaceModel).description == "renamed by mixpeek"
+
+
+def test_typed_buckets_patch(
+    ns: s.Namespace, bucket: s.Bucket, typed: Callable[..., ApiClient]
+) -> None:
+    body = m.BucketPatchRequest(description="patched")
+    answer = BucketsApi(typed(ns.namespace_id)).patch_bucket(bucket.bucket_id, body)
+    assert returned(answer, m.BucketResponse).description == "patched"
+
+
+def test_typed_collections_update(
+    ns: s.Namespace, collection: s.Collection, typed: Callable[..., ApiClient]
+) -> None:
+    api = CollectionsApi(typed(ns.namespace_id))
+    answer = api.update_collection(collection.collection_id, {"description": "patched"})
+    assert returned(answer, m.CollectionResponse).description == "patched"
+
+
+def test_typed_retrievers_patch(
+    ns: s.Namespace, retriever: s.Retriever, typed: Callable[..., ApiClient]
+) -> None:
+    body = m.PatchRetrieverRequest(description="patched")
+    answer = RetrieversApi(typed(ns.namespace_id)).patch_retriever(retriever.retriever_id, body)
+    assert returned(answer, m.PatchRetrieverResponse).retriever.description == "patched"
+
+
+def test_typed_taxonomies_patch(
+    ns: s.Namespace, taxonomy: s.Taxonomy, typed: Callable[..., ApiClient]
+) -> None:
+    body = m.PatchTaxonomyRequest(description="patched")
+    api = TaxonomiesApi(typed(ns.namespace_id))
+    answer = api.patch_taxonomy_taxonomies(taxonomy.taxonomy_id, body)
+    assert returned(answer, m.TaxonomyResponse).description == "patched"
+
+
+def test_client_collections_update(
+    ns: s.Namespace, collection: s.Collection, mixpeek_client: Callable[..., Mixpeek]
+) -> None:
+    answer = mixpeek_client(ns.namespace_id).collections.update(
+        collection.collection_id, description="patched"
+    )
+    assert conforms(m.CollectionResponse, answer).description == "patched"
+
+
+def test_typed_deletes(
+    ns: s.Namespace,
+    bucket: s.Bucket,
+    collection: s.Collection,
+    retriever: s.Retriever,
+    taxonomy: s.Taxonomy,
+    typed: Callable[..., ApiClient],
+) -> None:
+    client = typed(ns.namespace_id)
+    answers = [
+        TaxonomiesApi(client).delete_taxonomy_taxonomies(taxonomy.taxonomy_id),
+        RetrieversApi(client).delete_retriever(retriever.retriever_id),
+        CollectionsApi(client).delete_collection(collection.collection_id),
+        BucketsApi(client).delete_bucket(bucket.bucket_id),
+        NamespacesApi(typed()).delete_namespace(ns.namespace_id),
+    ]
+    assert [a["success"] for a in answers] == [True] * 5
+    kinds = ["taxonomy", "retriever", "collection", "bucket", "namespace"]
+    assert [a["kind"] for a in answers] == kinds
+
+
+def test_typed_documents_create(
+    ns: s.Namespace, collection: s.Collection, typed: Callable[..., ApiClient]
+) -> None:
+    # Mixpeek's one document with its own vector (the text extractor's 384 dimensions)
+    body = m.DocumentCreateRequest(metadata={"title": "own vector"}, vectors={"e": [0.5] * 384})
+    api = CollectionDocumentsApi(typed(ns.namespace_id))
+    answer = api.create_document(collection.collection_id, body)
+    made = returned(answer, m.DocumentResponse)
+    assert made.collection_id == collection.collection_id and made.document_id

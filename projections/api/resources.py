@@ -163,7 +163,8 @@ def add_routes(
     post(base, response_model=response, name=f"create_{name}")(create_)
     post(f"{base}/list", response_model=page_model, name=f"list_{kind.plural}")(list_)
     router.get(one, response_model=response, name=f"get_{name}")(get)
-    router.patch(one, response_model=response, name=f"update_{name}")(update_)
+    updated = s.RetrieverUpdated if kind is Kind.RETRIEVER else response  # Mixpeek's shape
+    router.patch(one, response_model=updated, name=f"update_{name}")(update_)
     router.delete(one, response_model=s.Deleted, name=f"delete_{name}")(delete_)
     if clone_body is not None:
         clone_route = post(f"{one}/clone", response_model=clone_response, name=f"clone_{name}")

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from contract import requests as rq
-from contract.objects import ObjectsWriteRequest
+from contract.objects import DocumentsCreateRequest, ObjectsWriteRequest
 from domain.ids import Kind
 from domain.mixpeek_options import BatchOf1000, FalseByDefault, Unsupported
 from domain.tasks import ApplyTaxonomyTask, ReprocessTask
@@ -101,6 +101,14 @@ class WriteAccepted(BaseModel):
     position: int
 
 
+class DocumentsWritten(WriteAccepted):
+    """What a document write did; Mixpeek's DocumentResponse: the first document's ID."""
+
+    collection_id: str
+    document_ids: list[str]
+    document_id: str | None = None
+
+
 class ObjectsWritten(WriteAccepted):
     """What an object write did, in envbranch's terms and Mixpeek's (its ObjectResponse:
     the first object's ID, its blobs' properties and types)."""
@@ -155,7 +163,9 @@ async def add_objects(
     type_ = "buckets.objects.add"
     objects = rq.BucketObjectsAddRequest(objects=body.as_objects())
     written = await data_command(svc, Kind.BUCKET, type_, identifier, objects, ns, who, idem)
-    bucket_id, object_ids = await svc.read(queries.objects_added, written["command_id"])
+    bucket_id, object_ids = await svc.read(
+        queries.written_by, written["command_id"], "Bucket.ObjectsAdded", "objects"
+    )
     blobs = [{"property": b.property, "type": b.type} for b in body.blobs or []]
     first = object_ids[0] if object_ids else None
     mixpeek = {"object_id": first, "blobs": blobs or None}
@@ -183,19 +193,23 @@ async def data_command(
     return await until_materialized(svc, written)
 
 
-@router.post(
-    "/v1/collections/{identifier}/documents", response_model=WriteAccepted, status_code=201
-)
+@router.post("/v1/collections/{identifier}/documents", response_model=DocumentsWritten)
 async def write_documents(
     identifier: str,
-    body: rq.DocumentsWriteRequest,
+    body: DocumentsCreateRequest,
     ns: InNamespace,
     who: Who,
     idem: IdempotencyKey,
     svc: Svc,
 ) -> Any:
     type_ = "collections.documents.write"
-    return await data_command(svc, Kind.COLLECTION, type_, identifier, body, ns, who, idem)
+    documents = rq.DocumentsWriteRequest(documents=body.as_documents())
+    written = await data_command(svc, Kind.COLLECTION, type_, identifier, documents, ns, who, idem)
+    collection_id, ids = await svc.read(
+        queries.written_by, written["command_id"], "Collection.DocumentsWritten", "documents"
+    )
+    first = ids[0] if ids else None  # Mixpeek's one document
+    return {**written, "collection_id": collection_id, "document_ids": ids, "document_id": first}
 
 
 @router.post("/v1/collections/{identifier}/documents/delete", response_model=WriteAccepted)
