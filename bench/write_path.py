@@ -181,35 +181,14 @@ async def _alone(
 
 
 async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
-    topics = settings.topics
     stop, ready = asyncio.Event(), asyncio.Event()
     stack = asyncio.create_task(
         run_components(settings, bootstrap, ("command-processor", "relay"), stop, ready)
     )
     await ready.wait()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await consumer.start()
-    await producer.start()
     try:
-        tp = TopicPartition(topics.events, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        # Warm up: one command through the whole path before the clock starts.
-        await _send_and_await(producer, consumer, tp, topics.commands, "warm-up")
-
-        async def publish_and_await() -> None:
-            for i in range(count):
-                await producer.send(topics.commands, _command(f"bench-{i}", f"ns-{i}"))
-            await producer.flush()
-            await _await_receipt(consumer, tp, f"bench-{count - 1}")
-
-        return await measure(count, publish_and_await)
+        return await _drive(settings, bootstrap, count, None)
     finally:
-        await producer.stop()
-        await consumer.stop()
         stop.set()
         await stack
 
@@ -232,10 +211,12 @@ def outside_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
     log = settings.data_dir / "serve.log"
     args = ["serve", "command-processor", "relay"]
     with child(args, env, settings.data_dir, log) as process:
-        return asyncio.run(_outside(settings, bootstrap, count, process.pid))
+        return asyncio.run(_drive(settings, bootstrap, count, process.pid))
 
 
-async def _outside(settings: Settings, bootstrap: str, count: int, pid: int) -> Rate:
+async def _drive(settings: Settings, bootstrap: str, count: int, pid: int | None) -> Rate:
+    """One command through the whole path (warm-up), then ``count`` published and the clock
+    stopped at the last one's receipt; CPU of the process ``pid`` (None: this one)."""
     topics = settings.topics
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
@@ -248,11 +229,17 @@ async def _outside(settings: Settings, bootstrap: str, count: int, pid: int) -> 
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         await _send_and_await(producer, consumer, tp, topics.commands, "warm-up")
+
+        async def publish_and_await() -> None:
+            for i in range(count):
+                await producer.send(topics.commands, _command(f"bench-{i}", f"ns-{i}"))
+            await producer.flush()
+            await _await_receipt(consumer, tp, f"bench-{count - 1}")
+
+        if pid is None:
+            return await measure(count, publish_and_await)
         wall, cpu = time.perf_counter(), cpu_seconds(pid)
-        for i in range(count):
-            await producer.send(topics.commands, _command(f"bench-{i}", f"ns-{i}"))
-        await producer.flush()
-        await _await_receipt(consumer, tp, f"bench-{count - 1}")
+        await publish_and_await()
         return Rate(count, time.perf_counter() - wall, cpu_seconds(pid) - cpu)
     finally:
         await producer.stop()
