@@ -62,6 +62,20 @@ def _none_is_empty(value: str | None) -> str:
 
 # A description on a create: null (Mixpeek's "none") is the empty description.
 CreateDescription = Annotated[Description | None, AfterValidator(_none_is_empty)]
+
+
+def _none_is_no_params(value: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if value is None else value
+
+
+def _none_is_no_mappings(value: list[Any] | None) -> list[Any]:
+    return [] if value is None else value
+
+
+def _none_is_replace(value: str | None) -> str:
+    return "replace" if value is None else value
+
+
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -102,7 +116,10 @@ class FeatureExtractor(Value):
 
     feature_extractor_name: Annotated[str, Field(min_length=1, max_length=200)]
     version: Annotated[str, Field(min_length=1, max_length=50)] = "v1"
-    params: dict[str, Any] = Field(default_factory=dict)
+    # null, as Mixpeek's model allows, is no parameters
+    params: Annotated[dict[str, Any] | None, AfterValidator(_none_is_no_params)] = Field(
+        default_factory=dict
+    )
     input_mappings: dict[str, str] | None = None
     field_passthrough: list[FieldPassthrough] | None = None
     include_all_source_fields: bool = False
@@ -204,7 +221,9 @@ class InputMapping(Value):
 class EnrichmentField(Value):
     field_path: Annotated[str, Field(min_length=1)]
     target_field: str | None = None
-    merge_mode: Literal["replace", "append"] = "replace"
+    merge_mode: Annotated[Literal["replace", "append"] | None, AfterValidator(_none_is_replace)] = (
+        "replace"  # null, as Mixpeek's model allows, is replace
+    )
 
 
 class SourceCollection(Value):
@@ -235,7 +254,9 @@ class HierarchicalNode(Value):
 class HierarchicalTaxonomyConfig(Value):
     taxonomy_type: Literal["hierarchical"]
     retriever_id: Identifier | None = None
-    input_mappings: list[InputMapping] = Field(default_factory=list)
+    input_mappings: Annotated[list[InputMapping] | None, AfterValidator(_none_is_no_mappings)] = (
+        Field(default_factory=list)
+    )  # null, as Mixpeek's model allows, is none
     hierarchical_nodes: Annotated[list[HierarchicalNode], Field(min_length=1)]
     # Mixpeek's inference and path options; its SDK sends the three defaults
     inference_strategy: Unsupported = None

@@ -305,7 +305,12 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
     an: Names = a.names
     na = a.namespace_id
     lineage = (Kind.NAMESPACE, Kind.BUCKET, Kind.COLLECTION, Kind.RETRIEVER, Kind.TAXONOMY)
-    reads = [w for w, i in b.ids.items() if kind_of(i) in (*lineage, Kind.EVALUATION_SET)]
+    # (not the namespace B deleted: there is nothing to read of it, for anyone)
+    reads = [
+        w
+        for w, i in b.ids.items()
+        if kind_of(i) in (*lineage, Kind.EVALUATION_SET) and w != "doomed namespace"
+    ]
     namespaces = [
         ("namespace by ID", b.ids["namespace"]),
         ("namespace by name", b.names.namespace),

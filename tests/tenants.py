@@ -212,6 +212,52 @@ def history(n: Names) -> list[Step]:
             {"namespace_name": n.branch, "vectors": "reuse"},
             False,
         ),
+        *doomed(n),
+    ]
+
+
+def doomed(n: Names) -> list[Step]:
+    """Deletes, of resources and a namespace made for them (the rest stay for the probes)."""
+    gone = {kind: f"{name}-doomed" for kind, name in (("b", n.bucket), ("c", n.collection))}
+    gone |= {"r": f"{n.retriever}-doomed", "t": f"{n.taxonomy}-doomed", "n": f"{n.branch}-doomed"}
+    schema = {"properties": {"text": {"type": "text"}}}
+    return [
+        Step(
+            "create bucket to delete",
+            "POST",
+            "/v1/buckets",
+            {"bucket_name": gone["b"], "bucket_schema": schema},
+        ),
+        Step(
+            "clone collection to delete",
+            "POST",
+            f"/v1/collections/{n.collection}/clone",
+            {"collection_name": gone["c"]},
+        ),
+        Step(
+            "clone retriever to delete",
+            "POST",
+            f"/v1/retrievers/{n.retriever}/clone",
+            {"retriever_name": gone["r"]},
+        ),
+        Step(
+            "clone taxonomy to delete",
+            "POST",
+            f"/v1/taxonomies/{n.taxonomy}/clone",
+            {"taxonomy_name": gone["t"]},
+        ),
+        Step("delete taxonomy", "DELETE", f"/v1/taxonomies/{gone['t']}", None),
+        Step("delete retriever", "DELETE", f"/v1/retrievers/{gone['r']}", None),
+        Step("delete collection", "DELETE", f"/v1/collections/{gone['c']}", None),
+        Step("delete bucket", "DELETE", f"/v1/buckets/{gone['b']}", None),
+        Step(
+            "clone namespace to delete",
+            "POST",
+            "/v1/namespaces/{ns}/clone",
+            {"namespace_name": gone["n"], "vectors": "reuse"},
+            False,
+        ),
+        Step("delete namespace", "DELETE", f"/v1/namespaces/{gone['n']}", None, False),
     ]
 
 
@@ -226,7 +272,7 @@ class Tenant:
 
     @property
     def namespace_ids(self) -> set[str]:
-        return {self.ids["namespace"], self.ids["branch"]}
+        return {self.ids["namespace"], self.ids["branch"], self.ids["doomed namespace"]}
 
 
 def wait_for_task(http: httpx.Client, admin_key: str, answer: httpx.Response) -> None:
@@ -269,6 +315,7 @@ def ids_of(http: httpx.Client, admin_key: str, tenant: Tenant) -> dict[str, str]
     return {
         "namespace": ns,
         "branch": answers["clone namespace"]["namespace"]["namespace_id"],
+        "doomed namespace": answers["clone namespace to delete"]["namespace"]["namespace_id"],
         "clone task": answers["clone namespace"]["task_id"],
         "apply task": answers["apply taxonomy"]["task_id"],
         "reprocess task": answers["trigger reprocessing"]["task_id"],
