@@ -279,6 +279,7 @@ RULES_BEYOND_THE_SCHEMA = {
     "POST /v1/taxonomies/{identifier}/clone": "the same tree rule",
     "POST /v1/taxonomies/{identifier}/classify": "the inputs the taxonomy's retriever asks",
     "POST /v1/taxonomies/{identifier}/execute": "the same",
+    "POST /v1/collections/{identifier}/trigger": "not while the collection is reprocessed",
     "POST /v1/collections/{identifier}/apply-taxonomy": "taxonomy_identifier or taxonomy_id",
 }
 

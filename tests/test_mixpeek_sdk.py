@@ -1027,3 +1027,33 @@ def test_typed_documents_create(
     answer = api.create_document(collection.collection_id, body)
     made = returned(answer, m.DocumentResponse)
     assert made.collection_id == collection.collection_id and made.document_id
+
+
+def test_client_retrievers_update(
+    ns: s.Namespace, retriever: s.Retriever, mixpeek_client: Callable[..., Mixpeek]
+) -> None:
+    client = mixpeek_client(ns.namespace_id)
+    answer = client.retrievers.update(retriever.retriever_id, description="patched")
+    assert conforms(m.PatchRetrieverResponse, answer).retriever.description == "patched"
+
+
+def test_client_deletes(
+    ns: s.Namespace,
+    bucket: s.Bucket,
+    collection: s.Collection,
+    retriever: s.Retriever,
+    mixpeek_client: Callable[..., Mixpeek],
+) -> None:
+    client = mixpeek_client(ns.namespace_id)
+    answers = [
+        client.retrievers.delete(retriever.retriever_id),
+        client.collections.delete(collection.collection_id),
+        client.buckets.delete(bucket.bucket_id),
+        mixpeek_client().namespaces.delete(ns.namespace_id),
+    ]
+    assert [(a["success"], a["kind"]) for a in answers] == [
+        (True, "retriever"),
+        (True, "collection"),
+        (True, "bucket"),
+        (True, "namespace"),
+    ]
