@@ -196,7 +196,11 @@ def replay(
     try:
         rebuilt = ReadModel(db, digest_interval)
         rebuilt.create()
+        # into an empty read model: its secondary indexes are made once it has caught up
+        catching_up = rebuilt.begin_catch_up()
         applied = _apply_all(app, rebuilt, until, set(checkpoints), progress, page_size)
+        if catching_up:
+            rebuilt.end_catch_up()
         report = ReplayReport(until=until, events_applied=applied, into=into)
         if verify_against is not None:
             report.verified_positions = checkpoints

@@ -35,6 +35,7 @@ from envbranch.replay import (
 )
 from envbranch.settings import Settings
 from projections.read_model import ReadModel
+from projections.read_model.schema import INDEX_NAMES
 from projections.sql import Database
 from tests.conftest import LiveStack
 
@@ -203,6 +204,10 @@ def test_every_checkpoint_replays_to_an_equal_read_model(
         rebuilt = ReadModel(Database(sqlite_path=into / "read_model.sqlite3"))
         assert rebuilt.position() == position
         assert rebuilt.recorded_digests(position) == live.recorded_digests(position)
+        # rebuilt as a catch-up: it ends caught up, with the indexes it left out while applying
+        assert not rebuilt.catching_up()
+        made = {r["name"] for r in rebuilt.db.query("SELECT name FROM sqlite_master")}
+        assert set(INDEX_NAMES) <= made
         rebuilt.db.close()
 
 
