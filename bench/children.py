@@ -81,6 +81,30 @@ def check_alive(process: Any, log: Path) -> None:
         raise RuntimeError(f"child exited with {process.returncode}; log tail:\n{tail}")
 
 
+def up_and_serving(process: Any, log: Path, url: str) -> str:
+    """Once an `envbranch up` child has printed its admin API key and its API answers
+    /v1/health: the key."""
+
+    def admin_key() -> str | None:
+        check_alive(process, log)
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("admin API key"):
+                return line.rsplit(" ", 1)[-1]
+        return None
+
+    key = wait_until(admin_key, 60, "`envbranch up` to print the admin key")
+
+    def healthy() -> bool:
+        check_alive(process, log)
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, 60, "the API to answer /v1/health")
+    return key
+
+
 def assigned_partitions(log: Path) -> set[int] | None:
     """The partitions a `envbranch -v serve command-processor` child was last given by its
     consumer group, read from its log (aiokafka logs every assignment at INFO); None

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from children import check_alive, child, child_env, cpu_seconds, wait_until
+from children import check_alive, child, child_env, cpu_seconds, up_and_serving
 from machine import machine, version
 from pipeline_hops import pipeline_hops, print_hops
 from timing import percentile
@@ -304,24 +304,7 @@ def run_stack(bootstrap: str, tmp: Path, args: argparse.Namespace) -> dict:
     log = tmp / "up.log"
     url = f"http://127.0.0.1:{port}"
     with child(["up"], env, tmp, log) as process:
-
-        def admin_key() -> str | None:
-            check_alive(process, log)
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith("admin API key"):
-                    return line.rsplit(" ", 1)[-1]
-            return None
-
-        key = wait_until(admin_key, 60, "`envbranch up` to print the admin key")
-
-        def healthy() -> bool:
-            check_alive(process, log)
-            try:
-                return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 60, "the API to answer /v1/health")
+        key = up_and_serving(process, log, url)
         pids = {"envbranch up": process.pid, **other_children(process.pid)}
         pids["this load generator"] = os.getpid()
         result = asyncio.run(measure(url, key, pids, args))

@@ -34,9 +34,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from children import check_alive, child, child_env, wait_until
+from children import check_alive, child, child_env, up_and_serving
 from machine import machine, version
 from read_path_replay import replay
 from timing import percentile
@@ -77,24 +76,7 @@ def visibility(bootstrap: str, writes: int, tmp: Path) -> dict[str, Any]:
     log = tmp / "up.log"
     url = f"http://127.0.0.1:{port}"
     with child(["up"], env, tmp, log) as process:
-
-        def admin_key() -> str | None:
-            check_alive(process, log)
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith("admin API key"):
-                    return line.rsplit(" ", 1)[-1]
-            return None
-
-        key = wait_until(admin_key, 60, "`envbranch up` to print the admin key")
-
-        def healthy() -> bool:
-            check_alive(process, log)
-            try:
-                return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 60, "the API to answer /v1/health")
+        key = up_and_serving(process, log, url)
         with Client(url, key, timeout=60) as client:
             # Warm-up: the first write waits for the projector's group join (~5 s).
             started = time.monotonic()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 import uuid
@@ -33,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from children import child, cpu_seconds
+from children import child, child_env, cpu_seconds
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from machine import machine
@@ -196,17 +195,14 @@ async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> Rate
 def outside_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
     """End to end with the stack as a child process and this process as its client."""
     asyncio.run(ensure_topics(bootstrap, topic_plan(settings.topics, 1)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVBRANCH_", "KAFKA_"))}
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "ENVBRANCH_DATA_DIR": str(settings.data_dir),
-            "ENVBRANCH_TOPIC_PREFIX": settings.topic_prefix,
-            "ENVBRANCH_EVENT_STORE": settings.event_store,
-            "ENVBRANCH_PROCESSOR_GROUP": "",  # one processor, every partition: as `up`
-            "ENVBRANCH_FETCH_MAX_WAIT_MS": "5",  # as `up` with its embedded broker
-            **settings.postgres,
-        }
+    env = child_env(
+        bootstrap,
+        settings.data_dir,
+        settings.topic_prefix,
+        ENVBRANCH_EVENT_STORE=settings.event_store,
+        ENVBRANCH_PROCESSOR_GROUP="",  # one processor, every partition: as `up`
+        ENVBRANCH_FETCH_MAX_WAIT_MS="5",  # as `up` with its embedded broker
+        **settings.postgres,
     )
     log = settings.data_dir / "serve.log"
     args = ["serve", "command-processor", "relay"]

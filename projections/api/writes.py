@@ -72,12 +72,5 @@ async def earlier_delete(
     deleted_id = await svc.read(queries.created_by_command, command_id, [f"{kind.title()}.Deleted"])
     if deleted_id is None:
         return None
-    position = await svc.read(queries.position_of, command_id, f"{kind.title()}.Deleted")
-    return {
-        "message": f"{kind} {identifier!r} ({deleted_id}) deleted",
-        "kind": kind,
-        "id": deleted_id,
-        "name": identifier,
-        "command_id": command_id,
-        "position": position,
-    }
+    # the receipt's position is not needed: the answer gives the Deleted event's
+    return await deleted_answer(svc, kind, deleted_id, identifier, Written(command_id, 0))
