@@ -13,6 +13,9 @@ For each event store, all in this one process (as `envbranch up` runs them):
   from outside  the same, with the stack (`envbranch serve command-processor relay`, its
               embedded settings) in a process of its own and this one as its client, as
               the goal was first measured; CPU is the stack process's
+  two processes  the same with `envbranch serve command-processor` and `envbranch serve
+              relay` as two processes (as the compose topology runs them): each has a
+              core of its own, the relay polls the store between pages; CPU is both's
 Each line also gives the process's CPU seconds per 1,000 commands (2 cores here: what
 a bigger machine gains depends on it).
 
@@ -28,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -186,14 +189,16 @@ async def envbranch_rate(settings: Settings, bootstrap: str, count: int) -> Rate
     )
     await ready.wait()
     try:
-        return await _drive(settings, bootstrap, count, None)
+        return await _drive(settings, bootstrap, count, [])
     finally:
         stop.set()
         await stack
 
 
-def outside_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
-    """End to end with the stack as a child process and this process as its client."""
+def outside_rate(settings: Settings, bootstrap: str, count: int, split: bool = False) -> Rate:
+    """End to end with the stack as a child process and this process as its client;
+    ``split``: the command processor and the relay each in a process of its own (the
+    relay polls the store between pages: no wake-up crosses processes with SQLite)."""
     asyncio.run(ensure_topics(bootstrap, topic_plan(settings.topics, 1)))
     env = child_env(
         bootstrap,
@@ -204,15 +209,20 @@ def outside_rate(settings: Settings, bootstrap: str, count: int) -> Rate:
         ENVBRANCH_FETCH_MAX_WAIT_MS="5",  # as `up` with its embedded broker
         **settings.postgres,
     )
-    log = settings.data_dir / "serve.log"
-    args = ["serve", "command-processor", "relay"]
-    with child(args, env, settings.data_dir, log) as process:
-        return asyncio.run(_drive(settings, bootstrap, count, process.pid))
+    groups = [["command-processor"], ["relay"]] if split else [["command-processor", "relay"]]
+    with ExitStack() as stack:
+        pids = [
+            stack.enter_context(
+                child(["serve", *names], env, settings.data_dir, settings.data_dir / f"{i}.log")
+            ).pid
+            for i, names in enumerate(groups)
+        ]
+        return asyncio.run(_drive(settings, bootstrap, count, pids))
 
 
-async def _drive(settings: Settings, bootstrap: str, count: int, pid: int | None) -> Rate:
+async def _drive(settings: Settings, bootstrap: str, count: int, pids: list[int]) -> Rate:
     """One command through the whole path (warm-up), then ``count`` published and the clock
-    stopped at the last one's receipt; CPU of the process ``pid`` (None: this one)."""
+    stopped at the last one's receipt; CPU of the processes ``pids`` (none: this one)."""
     topics = settings.topics
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
@@ -232,11 +242,11 @@ async def _drive(settings: Settings, bootstrap: str, count: int, pid: int | None
             await producer.flush()
             await _await_receipt(consumer, tp, f"bench-{count - 1}")
 
-        if pid is None:
+        if not pids:
             return await measure(count, publish_and_await)
-        wall, cpu = time.perf_counter(), cpu_seconds(pid)
+        wall, cpu = time.perf_counter(), sum(map(cpu_seconds, pids))
         await publish_and_await()
-        return Rate(count, time.perf_counter() - wall, cpu_seconds(pid) - cpu)
+        return Rate(count, time.perf_counter() - wall, sum(map(cpu_seconds, pids)) - cpu)
     finally:
         await producer.stop()
         await consumer.stop()
@@ -330,8 +340,12 @@ def main() -> None:
             with store(kind) as settings:
                 outside = outside_rate(settings, bootstrap, n)
             show("end to end, the stack in its own process, from outside", outside, batched)
+            with store(kind) as settings:
+                split = outside_rate(settings, bootstrap, n, split=True)
+            show("end to end, processor and relay in two processes", split, batched)
             goal = GOALS[kind]
-            for what, rate in (("in one process", e2e), ("from outside", outside)):
+            runs = (("in one process", e2e), ("from outside", outside), ("two processes", split))
+            for what, rate in runs:
                 verdict = "met" if rate.per_second >= goal else "not met"
                 print(f"   goal >= {goal} commands/s end to end, {what}: {verdict}")
 

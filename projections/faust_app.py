@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 BATCH_SECONDS = 0.02
+INDEX_CHECK_SECONDS = 2.0  # how often the vector stores' indexes are looked after
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -197,6 +198,13 @@ def _add_vector_agent(
                 await apply_until_done(vectors.apply, envelopes, "vectors")
         finally:
             await reporter.stop()
+
+    @app.timer(INDEX_CHECK_SECONDS)
+    async def maintain_indexes() -> None:
+        try:  # builds run in child processes: this only starts and swaps them
+            await asyncio.to_thread(vectors.maintain_indexes)
+        except Exception:
+            log.exception("looking after the vector indexes failed; retrying next time")
 
 
 class TaskReporter:

@@ -8,6 +8,7 @@ is installed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from projections.vectors.extractors import get_extractor
 from projections.vectors.retrieval import (
     CollectionNotReady,
     ExecutionResult,
+    InvalidStageParameters,
     MissingInput,
     RetrieverRunner,
     UnsupportedStage,
@@ -419,6 +421,29 @@ def test_a_collection_awaiting_reprocess_cannot_be_searched(env: Env) -> None:
     assert "corpus_new_model" in message and "reprocess" in message
     assert "POST /v1/collections/corpus_new_model/trigger" in message
     assert caught.value.collection_id == "corpus_new_model"
+
+
+def test_exact_and_hnsw_ef_searches_find_what_the_default_search_finds(env: Env) -> None:
+    default = ids(env.run(retriever(search("football match goal league"))))
+    assert ids(env.run(retriever(search("football match goal league", exact=True)))) == default
+    assert ids(env.run(retriever(search("football match goal league", hnsw_ef=512)))) == default
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        ({"exact": "yes"}, "exact must be true or false, not 'yes'"),
+        ({"hnsw_ef": 0}, "hnsw_ef must be an integer from 1 to 4096, not 0"),
+        ({"hnsw_ef": 5000}, "hnsw_ef must be an integer from 1 to 4096, not 5000"),
+        ({"hnsw_ef": 1.5}, "hnsw_ef must be an integer from 1 to 4096, not 1.5"),
+        ({"hnsw_ef": True}, "hnsw_ef must be an integer from 1 to 4096, not True"),
+    ],
+)
+def test_a_bad_exact_or_hnsw_ef_is_refused_naming_the_value(
+    env: Env, more: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidStageParameters, match=re.escape(message)):
+        env.run(retriever(search("football", **more)))
 
 
 def test_an_unknown_stage_id_raises_unsupported_stage_listing_the_supported_ones(

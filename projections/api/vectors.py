@@ -10,6 +10,7 @@ vector store the vector processor writes (with Qdrant Edge: the same process).
 import asyncio
 import time
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
@@ -37,6 +38,7 @@ from projections.vectors.retrieval import (
     RetrieverRunner,
 )
 from projections.vectors.taxonomy import TRACE, TaxonomyRunner
+from projections.vectors.views import UnknownCollection
 
 router = APIRouter(route_class=LimitedJsonRoute)
 
@@ -285,6 +287,31 @@ async def task_of(
     if task is None:
         raise ApiError(404, "not_found", f"command {command_id} started no task")
     return {"task_id": task_id, "status": task["status"], **works_on}
+
+
+class CollectionIndex(BaseModel):
+    """How far the HNSW index of the store holding a collection's points is built."""
+
+    collection_id: str
+    store: str
+    points: int = Field(description="points in the store (every collection sharing it)")
+    indexed_points: int
+    state: Literal["indexed", "indexing", "pending"]
+
+
+@router.get("/v1/collections/{identifier}/index", response_model=CollectionIndex)
+async def collection_index(identifier: str, ns: InNamespace, svc: Svc) -> Any:
+    materializer = vector_store(svc)
+    found = await find(svc, Kind.COLLECTION, ns, identifier)
+    collection_id = found["collection_id"]
+    try:
+        store = await asyncio.to_thread(lambda: materializer.cow.view(collection_id).store)
+        state = await asyncio.to_thread(materializer.vectors.index_state, store)
+    except UnknownCollection:
+        raise ApiError(
+            409, "not_materialized", f"collection {collection_id} has no vectors yet"
+        ) from None
+    return {"collection_id": collection_id, "store": store, **asdict(state)}
 
 
 @router.post("/v1/retrievers/{identifier}/execute")

@@ -8,8 +8,10 @@ instance, so ``close()`` must run before another ``EdgeStore`` opens the same ro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,13 +24,15 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from projections.vectors import edge_index
+from projections.vectors.edge_index import Build, shard_config
 from projections.vectors.store import (
     Condition,
-    Distance,
     Filter,
     HasId,
     Hit,
     IndexKind,
+    IndexState,
     MatchAny,
     Range,
     Space,
@@ -38,12 +42,8 @@ from projections.vectors.store import (
 )
 
 META = "store.json"
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_DISTANCES: dict[Distance, qe.Distance] = {
-    "cosine": qe.Distance.Cosine,
-    "dot": qe.Distance.Dot,
-    "euclid": qe.Distance.Euclid,
-}
 _SCHEMAS: dict[IndexKind, qe.PayloadSchemaType] = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
@@ -99,22 +99,28 @@ class _Store:
     shard: qe.EdgeShard
     space: Space
     indexes: dict[str, IndexKind] = field(default_factory=dict)
+    # Every use of the shard holds it: an index build swaps the shard under it.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    build: Build | None = None
+    built_at: int = -1  # points when the last index build started
+
+    def touched(self, ids: Sequence[Any]) -> None:
+        if self.build is not None:
+            self.build.touched.update(str(i) for i in ids)
 
 
 class EdgeStore(VectorStore):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, index_threshold: int = edge_index.INDEX_THRESHOLD) -> None:
         self._root = Path(root)
         self._open: dict[str, _Store] = {}
         self._lock = threading.RLock()  # guards opening, creating, dropping and closing
+        self.index_threshold = index_threshold
+        edge_index.recover(self._root)
 
     def _dir(self, name: str) -> Path:
         if not _NAME.match(name):
             raise ValueError(f"invalid store name {name!r}: letters, digits, '_', '.', '-'")
         return self._root / name
-
-    def _config(self, space: Space) -> qe.EdgeConfig:
-        params = qe.EdgeVectorParams(size=space.size, distance=_DISTANCES[space.distance])
-        return qe.EdgeConfig(vectors=params)
 
     def _write_meta(self, name: str, store: _Store) -> None:
         meta = {
@@ -136,7 +142,7 @@ class EdgeStore(VectorStore):
                 raise StoreNotFound(name)
             meta = json.loads(meta_path.read_text())
             space = Space(size=int(meta["size"]), distance=meta["distance"])
-            shard = qe.EdgeShard.load(str(self._dir(name)), self._config(space))
+            shard = qe.EdgeShard.load(str(self._dir(name)), shard_config(space))
             store = _Store(shard, space, dict(meta.get("indexes", {})))
             try:  # re-create indexes the metadata records but the shard lacks
                 present = {k: v.data_type for k, v in shard.info().payload_schema.items()}
@@ -161,7 +167,7 @@ class EdgeStore(VectorStore):
                 return
             if path.exists():  # an unfinished create: nothing was ever stored in it
                 shutil.rmtree(path)
-            shard = qe.EdgeShard.create(str(path), self._config(space))
+            shard = qe.EdgeShard.create(str(path), shard_config(space))
             store = _Store(shard, space)
             self._write_meta(name, store)
             self._open[name] = store
@@ -170,7 +176,10 @@ class EdgeStore(VectorStore):
         with self._lock:
             store = self._open.pop(name, None)
             if store is not None:
-                store.shard.close()
+                with store.lock:
+                    if store.build is not None:
+                        edge_index.abandon(store.build)
+                    store.shard.close()
             path = self._dir(name)
             if path.exists():
                 shutil.rmtree(path)
@@ -178,7 +187,11 @@ class EdgeStore(VectorStore):
     def list_stores(self) -> list[str]:
         if not self._root.is_dir():
             return []
-        return sorted(p.name for p in self._root.iterdir() if (p / META).is_file())
+        return sorted(
+            p.name
+            for p in self._root.iterdir()
+            if _NAME.match(p.name) and (p / META).is_file()  # not an index build's copy
+        )
 
     def space(self, name: str) -> Space:
         return self._store(name).space
@@ -186,7 +199,9 @@ class EdgeStore(VectorStore):
     def indexes(self, name: str) -> dict[str, IndexKind]:
         """The payload indexes the shard has (not part of the port; for checks and tooling)."""
         kinds = {schema: kind for kind, schema in _SCHEMAS.items()}
-        schema = self._store(name).shard.info().payload_schema
+        store = self._store(name)
+        with store.lock:
+            schema = store.shard.info().payload_schema
         return {k: kinds[v.data_type] for k, v in schema.items() if v.data_type in kinds}
 
     def create_index(self, name: str, key: str, kind: IndexKind) -> None:
@@ -194,7 +209,8 @@ class EdgeStore(VectorStore):
             store = self._store(name)
             if store.indexes.get(key) == kind:
                 return
-            store.shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMAS[kind]))
+            with store.lock:
+                store.shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMAS[kind]))
             store.indexes[key] = kind
             self._write_meta(name, store)
 
@@ -214,13 +230,26 @@ class EdgeStore(VectorStore):
             for p in points
         ]
         if batch:
-            store.shard.update(qe.UpdateOperation.upsert_points(batch))
+            with store.lock:
+                store.shard.update(qe.UpdateOperation.upsert_points(batch))
+                store.touched([p.id for p in batch])
+
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        store = self._store(name)
+        wanted: list[qe.PointId] = [_point_id(i) for i in ids]
+        with store.lock:
+            present = [p.id for p in store.shard.retrieve(wanted, False, False)] if wanted else []
+            if present:  # Edge fails the whole operation on an unknown ID
+                store.shard.update(qe.UpdateOperation.set_payload(present, payload))
+                store.touched(present)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         store = self._store(name)
         wanted: list[qe.PointId] = [_point_id(i) for i in ids]
         if wanted:
-            store.shard.update(qe.UpdateOperation.delete_points(wanted))
+            with store.lock:
+                store.shard.update(qe.UpdateOperation.delete_points(wanted))
+                store.touched(wanted)
 
     def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
@@ -230,7 +259,9 @@ class EdgeStore(VectorStore):
         if not wanted:
             return []
         # The binding needs with_payload and with_vector although the stub marks them optional.
-        return [_point(r) for r in store.shard.retrieve(wanted, True, with_vectors)]
+        with store.lock:
+            records = store.shard.retrieve(wanted, True, with_vectors)
+        return [_point(r) for r in records]
 
     def scroll(
         self,
@@ -250,7 +281,8 @@ class EdgeStore(VectorStore):
             with_payload=True,
             with_vector=with_vectors,
         )
-        records, nxt = store.shard.scroll(request)
+        with store.lock:
+            records, nxt = store.shard.scroll(request)
         return [_point(r) for r in records], None if nxt is None else str(nxt)
 
     def search(
@@ -260,6 +292,8 @@ class EdgeStore(VectorStore):
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
+        exact: bool = False,
+        ef: int | None = None,
     ) -> list[Hit]:
         store = self._store(name)
         request = qe.QueryRequest(
@@ -268,7 +302,10 @@ class EdgeStore(VectorStore):
             filter=to_edge_filter(filter),
             with_payload=True,
             with_vector=with_vectors,
+            params=qe.SearchParams(hnsw_ef=ef, exact=exact) if exact or ef else None,
         )
+        with store.lock:
+            found = store.shard.query(request)
         return [
             Hit(
                 id=str(p.id),
@@ -276,26 +313,116 @@ class EdgeStore(VectorStore):
                 payload=dict(p.payload or {}),
                 vector=_dense(p.vector) if with_vectors else None,
             )
-            for p in store.shard.query(request)
+            for p in found
         ]
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         store = self._store(name)
-        return store.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter)))
+        with store.lock:
+            return store.shard.count(qe.CountRequest(exact=True, filter=to_edge_filter(filter)))
 
     def optimize(self, name: str) -> None:
-        self._store(name).shard.optimize()
+        """Index the store now, in this process (blocks it: see ``maintain_index``)."""
+        store = self._store(name)
+        with store.lock:
+            store.shard.optimize()
+
+    # --- the index lifecycle ------------------------------------------------
+
+    def index_state(self, name: str) -> IndexState:
+        store = self._store(name)
+        with store.lock:
+            info = store.shard.info()
+            points, indexed = info.points_count, info.indexed_vectors_count
+            if store.build is not None:
+                state = "indexing"
+            elif self._due(store, info):
+                state = "pending"
+            else:
+                state = "indexed"
+            return IndexState(points, indexed, state)
+
+    def maintain_index(self, name: str) -> IndexState:
+        """Start an index build when enough points are unindexed, swap a finished one in;
+        never waits for a build (edge_index says how it runs beside the live shard).
+        One caller at a time (the vector processor's timer)."""
+        store = self._store(name)
+        with store.lock:
+            build = store.build
+            if build is None:
+                info = store.shard.info()
+                if self._due(store, info):
+                    store.shard.flush()
+                    store.build = edge_index.start(self._dir(name))
+                    store.built_at = info.points_count
+        if build is not None and build.process.poll() is not None:
+            self._finish_build(name, store, build)
+        return self.index_state(name)
+
+    def _due(self, store: _Store, info: Any) -> bool:
+        """Enough points unindexed for a build. What a build leaves unindexed (segments too
+        small for HNSW, searched exactly) does not start another until the store grows."""
+        unindexed = info.points_count - info.indexed_vectors_count
+        grown = info.points_count - store.built_at
+        return unindexed >= self.index_threshold and grown >= self.index_threshold
+
+    def _finish_build(self, name: str, store: _Store, build: Build) -> None:
+        if build.process.returncode != 0:
+            log.warning(
+                "index build of store %s failed (exit %s): %s",
+                name,
+                build.process.returncode,
+                edge_index.failure(build),
+            )
+            with store.lock:
+                store.build = None
+            edge_index.abandon(build)
+            return
+
+        def load(path: Path) -> qe.EdgeShard:
+            return qe.EdgeShard.load(str(path), shard_config(store.space))
+
+        def retrieve(ids: list[qe.PointId]) -> list[qe.Record]:
+            with store.lock:
+                return store.shard.retrieve(ids, True, True)
+
+        built = load(build.directory)
+        try:
+            while True:  # catch up while writes go on; the last small round under the lock
+                with store.lock:
+                    ids, build.touched = build.touched, set()
+                    if len(ids) <= edge_index.CATCH_UP_LOCKED:
+                        edge_index.bring_over(ids, retrieve, built)
+                        store.build = None
+                        shard, store.shard = store.shard, None  # type: ignore[assignment]
+                        store.shard = edge_index.swap(build, built, shard, self._dir(name), load)
+                        return
+                edge_index.bring_over(ids, retrieve, built)
+        except Exception:
+            log.exception("swapping in the index of store %s failed; reopening it", name)
+            with contextlib.suppress(Exception):  # closed already if the swap had begun
+                built.close()
+            with store.lock:
+                store.build = None
+                edge_index.abandon(build)
+                edge_index.recover(self._root)
+                if store.shard is None:
+                    store.shard = load(self._dir(name))
 
     def close(self) -> None:
         with self._lock:
             stores, self._open = list(self._open.values()), {}
             failure: Exception | None = None
             for store in stores:  # close every shard even if one fails, then report it
-                try:
-                    store.shard.flush()
-                except Exception as exc:
-                    failure = failure or exc
-                store.shard.close()
+                with store.lock:
+                    if store.build is not None:
+                        edge_index.abandon(store.build)
+                        store.build = None
+                    try:
+                        store.shard.flush()
+                    except Exception as exc:
+                        failure = failure or exc
+                    store.shard.close()
             if failure is not None:
                 raise failure
 

@@ -29,7 +29,7 @@ from domain.tasks import ApplyTaxonomyTask, CloneTask, ReprocessTask
 from domain.taxonomy import Taxonomy
 from projections.sql import Database
 from projections.vectors.extractors import get_extractor
-from projections.vectors.store import VectorPoint, VectorStore
+from projections.vectors.store import StoreNotFound, VectorPoint, VectorStore
 from projections.vectors.views import CopyOnWrite, CopyProgress
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,16 @@ class VectorMaterializer:
             self.garbage, self.last_gc = False, time.monotonic()
             log.info("garbage collection removed %s points", removed)
         return applied
+
+    def maintain_indexes(self) -> None:
+        """Start or finish the HNSW index builds the stores need (never waits for one)."""
+        for store in self.vectors.list_stores():
+            try:
+                self.vectors.maintain_index(store)
+            except StoreNotFound:
+                pass  # dropped meanwhile (garbage collection)
+            except Exception:  # one store's trouble does not stop the others' upkeep
+                log.exception("looking after the index of store %s failed", store)
 
     def _apply(self, e: EventEnvelope) -> None:
         event_class = event_type(e)

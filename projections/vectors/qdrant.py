@@ -23,6 +23,7 @@ from projections.vectors.store import (
     HasId,
     Hit,
     IndexKind,
+    IndexState,
     MatchAny,
     Range,
     Space,
@@ -180,6 +181,13 @@ class QdrantStore(VectorStore):
         with self._on(name):
             self._client.upsert(name, points=structs, wait=True)
 
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        wanted: list[models.ExtendedPointId] = [point_id(i) for i in ids]
+        with self._on(name):
+            present = [p.id for p in self._client.retrieve(name, wanted, with_payload=False)]
+            if present:  # a server fails the whole operation on an unknown ID
+                self._client.set_payload(name, payload=payload, points=present, wait=True)
+
     def delete(self, name: str, ids: Sequence[str]) -> None:
         selector = models.PointIdsList(points=[point_id(i) for i in ids])
         if not selector.points:  # Qdrant rejects an empty id list ("Empty update request")
@@ -227,8 +235,11 @@ class QdrantStore(VectorStore):
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
+        exact: bool = False,
+        ef: int | None = None,
     ) -> list[Hit]:
         query = self._check(name, vector)
+        params = models.SearchParams(hnsw_ef=ef, exact=exact) if exact or ef else None
         with self._on(name):
             found = self._client.query_points(
                 name,
@@ -237,6 +248,7 @@ class QdrantStore(VectorStore):
                 limit=limit,
                 with_payload=True,
                 with_vectors=with_vectors,
+                search_params=params,
             ).points
         return [
             Hit(
@@ -247,6 +259,14 @@ class QdrantStore(VectorStore):
             )
             for p in found
         ]
+
+    def index_state(self, name: str) -> IndexState:
+        """A server indexes by itself; what it reports (local mode indexes nothing)."""
+        with self._on(name):
+            info = self._client.get_collection(name)
+        states = {models.CollectionStatus.GREEN: "indexed", models.CollectionStatus.GREY: "pending"}
+        state = states.get(info.status, "indexing")  # yellow: optimizing
+        return IndexState(info.points_count or 0, info.indexed_vectors_count or 0, state)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         with self._on(name):

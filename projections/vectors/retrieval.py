@@ -30,6 +30,7 @@ from projections.vectors.searches import InvalidSearch, own_collections, query_o
 from projections.vectors.views import CopyOnWrite
 
 RRF_K = 60
+MAX_EF = 4096  # a feature_search's hnsw_ef at most
 DEFAULT_RERANK_EXTRACTOR: dict[str, Any] = {"feature_extractor_name": "text_extractor"}
 _TEMPLATE = re.compile(r"\{\{\s*INPUT\.([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}")
 _MISSING = object()
@@ -243,6 +244,7 @@ def _search(ctx: Context, search: Mapping[str, Any]) -> list[Document]:
     except InvalidSearch as e:
         raise InvalidStageParameters(str(e)) from e
     top_k = _int(search, "top_k", 10)
+    exact, ef = _accuracy(search)
     hits: list[Document] = []
     for cid in collections:
         if not ctx.cow.has_view(cid):
@@ -254,9 +256,20 @@ def _search(ctx: Context, search: Mapping[str, Any]) -> list[Document]:
             vector = [float(x) for x in query]
         else:
             raise InvalidStageParameters(f"query must be a string or a vector, not {query!r}")
-        found = ctx.cow.search(cid, vector, None, top_k)
+        found = ctx.cow.search(cid, vector, None, top_k, exact=exact, ef=ef)
         hits += [Document(h.id, cid, h.score, h.payload) for h in found]
     return sorted(hits, key=lambda d: -d.score)[:top_k]
+
+
+def _accuracy(search: Mapping[str, Any]) -> tuple[bool, int | None]:
+    """A search's ``exact`` (no index: exact, slower) and ``hnsw_ef`` (the index's beam
+    width: higher finds more of the true nearest, slower), as Qdrant's search params."""
+    exact, ef = search.get("exact", False), search.get("hnsw_ef")
+    if not isinstance(exact, bool):
+        raise InvalidStageParameters(f"exact must be true or false, not {exact!r}")
+    if ef is not None and (type(ef) is not int or not 1 <= ef <= MAX_EF):
+        raise InvalidStageParameters(f"hnsw_ef must be an integer from 1 to {MAX_EF}, not {ef!r}")
+    return exact, ef
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {

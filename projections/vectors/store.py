@@ -76,6 +76,17 @@ class Filter:
     must_not: tuple[Condition, ...] = ()
 
 
+@dataclass(frozen=True)
+class IndexState:
+    """How far a store's HNSW index is: ``indexed`` (what is not in it is few enough to
+    search exactly), ``indexing`` (a build runs; searches go on meanwhile) or ``pending``
+    (enough unindexed points for a build, which has not started yet)."""
+
+    points: int
+    indexed_points: int
+    state: str
+
+
 class StoreNotFound(KeyError):
     pass
 
@@ -105,6 +116,10 @@ class VectorStore(ABC):
     @abstractmethod
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         """Insert or replace points (whole point: vector and payload)."""
+
+    @abstractmethod
+    def set_payload(self, name: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Set these payload fields on the points (others kept); unknown IDs are ignored."""
 
     @abstractmethod
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -137,8 +152,11 @@ class VectorStore(ABC):
         filter: Filter | None = None,
         limit: int = 10,
         with_vectors: bool = False,
+        exact: bool = False,
+        ef: int | None = None,
     ) -> list[Hit]:
-        """Nearest points, best first."""
+        """Nearest points, best first. ``exact`` searches without the index (slow, exact);
+        ``ef`` is the HNSW beam width (higher: better recall, slower; None: the default)."""
 
     @abstractmethod
     def count(self, name: str, filter: Filter | None = None) -> int:
@@ -146,6 +164,13 @@ class VectorStore(ABC):
 
     def optimize(self, name: str) -> None:  # noqa: B027 - a server optimizes by itself
         """Build the store's indexes now; Qdrant Edge never does it on its own."""
+
+    @abstractmethod
+    def index_state(self, name: str) -> IndexState: ...
+
+    def maintain_index(self, name: str) -> IndexState:
+        """Keep the store's index built (a server does it by itself); never blocks."""
+        return self.index_state(name)
 
     def close(self) -> None:  # noqa: B027 - most adapters have something to release
         """Release files and connections."""

@@ -4,12 +4,16 @@ A physical store holds the points of one vector space. Each point belongs to a
 *layer* and stands for one document (payload fields ``_eb_layer``, ``_eb_doc``);
 its ID is derived from both, so the same document in two layers is two points.
 A *view* (one per collection) is an ordered list of layers, its own writable
-layer first and frozen ancestor layers after, plus the IDs of the lower points
-it *hides* because it overwrote or deleted their documents.
+layer first and frozen ancestor layers after, plus the lower points it *hides*
+because it overwrote or deleted their documents. A hidden point carries the IDs of
+the views that hide it in an indexed keyword field (``_eb_hidden``), so the engine
+answers "this view's points" with two indexed conditions (layer in the view's layers,
+not hidden by it) however many points are hidden.
 
 - A reuse clone freezes the source's writable layer and gives source and clone a
   fresh writable layer each on top of the same frozen ones: no point is copied,
-  so it costs the same at any collection size; storage grows only where the two
+  and only the points the source hides are marked for the clone too, so it costs
+  what the source diverged, not its size; storage grows only where the two
   diverge, and neither side's writes show on the other.
 - A deep copy materializes the visible points of a view into a new store, in
   batches, resumable from a saved cursor.
@@ -32,7 +36,6 @@ from typing import Any
 from projections.sql import Database
 from projections.vectors.store import (
     Filter,
-    HasId,
     Hit,
     MatchAny,
     Space,
@@ -42,6 +45,7 @@ from projections.vectors.store import (
 
 LAYER = "_eb_layer"
 DOC = "_eb_doc"
+HIDDEN = "_eb_hidden"  # the views that hide the point
 _POINTS = uuid.UUID("0b7e3f0c-6f5e-4c0e-9a53-3f1d2b9e7a11")
 
 SCHEMA = [
@@ -98,6 +102,33 @@ class CopyOnWrite:
                 cur.execute(statement)
             if not cur.query("SELECT version FROM vector_catalog WHERE id = 1"):
                 cur.execute("INSERT INTO vector_catalog VALUES (1, 0)")
+                cur.execute("INSERT INTO vector_catalog VALUES (2, 1)")  # marks: none yet
+        self._migrate_marks()
+
+    def _migrate_marks(self) -> None:
+        """Mark the points hidden by a catalog older than the marks (once; idempotent)."""
+        if self.db.query("SELECT 1 AS x FROM vector_catalog WHERE id = 2"):
+            return
+        for row in self.db.query("SELECT collection_id FROM vector_views"):
+            view = self.view(row["collection_id"])
+            self.ensure_store(view.store, self.vectors.space(view.store))  # the marks' index
+            self._mark(view.store, self.hidden(view.collection_id), view.collection_id, True)
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO vector_catalog VALUES (2, 1)")
+
+    def _mark(self, store: str, point_ids: Sequence[str], view_id: str, hide: bool) -> None:
+        """Add ``view_id`` to (or remove it from) the hidden marks of these points."""
+        for start in range(0, len(point_ids), 1024):
+            chunk = point_ids[start : start + 1024]
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for point in self.vectors.retrieve(store, chunk):
+                marks = set(point.payload.get(HIDDEN) or ())
+                if (view_id in marks) == hide:
+                    continue
+                marks = marks | {view_id} if hide else marks - {view_id}
+                groups.setdefault(tuple(sorted(marks)), []).append(point.id)
+            for marks_now, ids in groups.items():
+                self.vectors.set_payload(store, ids, {HIDDEN: list(marks_now)})
 
     def _changed(self, cur: Any) -> None:
         cur.execute("UPDATE vector_catalog SET version = version + 1 WHERE id = 1")
@@ -138,6 +169,7 @@ class CopyOnWrite:
         self.vectors.create_store(store, space)
         self.vectors.create_index(store, LAYER, "keyword")
         self.vectors.create_index(store, DOC, "keyword")
+        self.vectors.create_index(store, HIDDEN, "keyword")
 
     def create(self, collection_id: str, store: str, space: Space) -> View:
         """A new, empty collection in the store (idempotent)."""
@@ -180,17 +212,23 @@ class CopyOnWrite:
         found = {p.id for p in self.vectors.retrieve(view.store, candidates)}
         if not found:
             return
+        hide = []
+        for doc in doc_ids:
+            for layer in lower:  # topmost first: only that version can be visible
+                pid = point_id(layer, doc)
+                if pid in found:
+                    hide.append(pid)
+                    break
+        # The marks first, the catalog after: a crash in between is repaired when the
+        # event is applied again, and the catalog never lists a point left unmarked.
+        self._mark(view.store, hide, view.collection_id, True)
         with self.db.transaction() as cur:
             self._changed(cur)
-            for doc in doc_ids:
-                for layer in lower:  # topmost first: only that version can be visible
-                    pid = point_id(layer, doc)
-                    if pid in found:
-                        cur.execute(
-                            "INSERT INTO vector_hidden VALUES (?, ?) ON CONFLICT DO NOTHING",
-                            [view.collection_id, pid],
-                        )
-                        break
+            for pid in hide:
+                cur.execute(
+                    "INSERT INTO vector_hidden VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    [view.collection_id, pid],
+                )
 
     # --- reading ------------------------------------------------------------
 
@@ -200,10 +238,9 @@ class CopyOnWrite:
         cached = self._visible.get(collection_id)
         if cached is None or cached[0] != version:
             view = self.view(collection_id)
-            hidden = tuple(self.hidden(collection_id))
             base = Filter(
                 must=(MatchAny(LAYER, tuple(view.layers)),),
-                must_not=(HasId(hidden),) if hidden else (),
+                must_not=(MatchAny(HIDDEN, (collection_id,)),),
             )
             cached = (version, view.store, base)
             self._visible[collection_id] = cached
@@ -218,12 +255,15 @@ class CopyOnWrite:
         vector: Sequence[float],
         filter: Filter | None = None,
         limit: int = 10,
+        exact: bool = False,
+        ef: int | None = None,
     ) -> list[Hit]:
         store, visible = self.visibility(collection_id, filter)
-        hits = self.vectors.search(store, vector, visible, limit)
+        hits = self.vectors.search(store, vector, visible, limit, exact=exact, ef=ef)
         for hit in hits:
             hit.id = hit.payload.pop(DOC)
             hit.payload.pop(LAYER, None)
+            hit.payload.pop(HIDDEN, None)
         return hits
 
     def count(self, collection_id: str) -> int:
@@ -239,6 +279,7 @@ class CopyOnWrite:
             for point in page:
                 doc = point.payload.pop(DOC)
                 point.payload.pop(LAYER, None)
+                point.payload.pop(HIDDEN, None)
                 yield VectorPoint(doc, point.vector, point.payload)
             if cursor is None:
                 return
@@ -251,6 +292,9 @@ class CopyOnWrite:
             return self.view(clone_id)
         source = self.view(source_id)
         frozen = source.layers
+        # What the source hides, the clone hides too: marked before the catalog names the
+        # clone, so a crash in between leaves no clone that sees too much.
+        self._mark(source.store, self.hidden(source_id), clone_id, True)
         with self.db.transaction() as cur:
             self._save_view(cur, View(source_id, source.store, [new_layer(), *frozen]))
             clone = View(clone_id, source.store, [new_layer(), *frozen])
@@ -291,6 +335,7 @@ class CopyOnWrite:
         points = []
         for p in page:
             doc = p.payload[DOC]
+            p.payload.pop(HIDDEN, None)
             payload = {**p.payload, LAYER: target.active}
             points.append(VectorPoint(point_id(target.active, doc), p.vector, payload))
         self.vectors.upsert(target.store, points)
@@ -330,15 +375,23 @@ class CopyOnWrite:
             self.vectors.upsert(view.store, batch)
         with self.db.transaction() as cur:
             self._save_view(cur, View(collection_id, view.store, [new_layer(), base]))
-            cur.execute("DELETE FROM vector_hidden WHERE collection_id = ?", [collection_id])
+        self._forget_hidden(view)
         return True
 
     def drop(self, collection_id: str) -> None:
         """Forget a collection's view; its points go at the next garbage collection."""
+        if self.has_view(collection_id):
+            self._forget_hidden(self.view(collection_id))
         with self.db.transaction() as cur:
             self._changed(cur)
             cur.execute("DELETE FROM vector_views WHERE collection_id = ?", [collection_id])
-            cur.execute("DELETE FROM vector_hidden WHERE collection_id = ?", [collection_id])
+
+    def _forget_hidden(self, view: View) -> None:
+        """Unmark what the view hid (it no longer reads those layers), then forget it."""
+        self._mark(view.store, self.hidden(view.collection_id), view.collection_id, False)
+        with self.db.transaction() as cur:
+            self._changed(cur)
+            cur.execute("DELETE FROM vector_hidden WHERE collection_id = ?", [view.collection_id])
 
     def collect_garbage(self) -> int:
         """Delete layers no view references, and stores left with none; returns points removed."""

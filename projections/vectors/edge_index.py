@@ -1,0 +1,200 @@
+"""HNSW indexes for Qdrant Edge stores, built beside the live shard.
+
+Qdrant Edge builds a shard's HNSW index in ``optimize``, which holds the whole process
+(Python's GIL included) until it is done: about a minute for 100,000 384-d vectors. So
+a store is indexed in a copy of itself:
+
+1. under the store's lock (a fraction of a second): flush the live shard, copy its
+   files to ``.build-<name>-<id>`` and start a child process that optimizes the copy;
+2. meanwhile the live shard takes every write and query; the IDs written since the
+   copy are noted;
+3. when the child is done, the noted points are brought over from the live shard into
+   the copy, in rounds while writes go on, the last (small) round under the store's
+   lock; then the copy replaces the live shard (two renames; the old files go last).
+
+A crash at any step leaves a whole shard in place (``recover`` tidies up at open time);
+a build the crash interrupted starts again when the store next needs one. This module
+is also the child: ``python -m projections.vectors.edge_index <directory>``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from projections.vectors.store import Distance, Space
+
+log = logging.getLogger(__name__)
+
+META = "store.json"
+BUILD = ".build-"
+OLD = ".old-"
+# HNSW parameters: recall >= 0.95 at the default per-query ef on clustered vectors and
+# on MiniLM embeddings (bench/vectors.py measures it).
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 128
+FULL_SCAN_KB = 10_000  # segments smaller than this are searched exactly (Qdrant's default)
+# A store is (re)indexed once this many of its points are not in an HNSW index.
+INDEX_THRESHOLD = 10_000
+
+_DISTANCES: dict[Distance, qe.Distance] = {
+    "cosine": qe.Distance.Cosine,
+    "dot": qe.Distance.Dot,
+    "euclid": qe.Distance.Euclid,
+}
+
+
+def shard_config(space: Space) -> qe.EdgeConfig:
+    params = qe.EdgeVectorParams(size=space.size, distance=_DISTANCES[space.distance])
+    hnsw = qe.HnswIndexConfig(
+        m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB
+    )
+    return qe.EdgeConfig(vectors=params, hnsw_config=hnsw)
+
+
+def read_space(directory: Path) -> Space:
+    meta = json.loads((directory / META).read_text())
+    return Space(size=int(meta["size"]), distance=meta["distance"])
+
+
+@dataclass
+class Build:
+    """An index build under way: the child, its copy, and the IDs written since the copy."""
+
+    process: subprocess.Popen[bytes]
+    directory: Path
+    touched: set[str] = field(default_factory=set)
+
+    @property
+    def log(self) -> Path:
+        return self.directory.with_suffix(".log")
+
+
+def start(live: Path) -> Build:
+    """Copy the (flushed) shard in ``live`` and start optimizing the copy in a child."""
+    directory = live.parent / f"{BUILD}{live.name}-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(live, directory)
+    with open(directory.with_suffix(".log"), "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "projections.vectors.edge_index", str(directory)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # no orphan keeps building after a crash
+        )
+    return Build(process, directory)
+
+
+_LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None  # loaded before any fork
+
+
+def _die_with_parent() -> None:
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+Load = Callable[[Path], qe.EdgeShard]
+Retrieve = Callable[[list[Any]], list[qe.Record]]  # point IDs -> records
+CATCH_UP_LOCKED = 2_000  # points written since the copy that are brought over under the lock
+
+
+def bring_over(ids: set[str], retrieve: Retrieve, built: qe.EdgeShard) -> None:
+    """Make these points in the copy what they are in the live shard (absent: deleted)."""
+    touched = sorted(ids)
+    for start_at in range(0, len(touched), 1024):
+        chunk: list[qe.PointId] = list(touched[start_at : start_at + 1024])
+        records = retrieve(chunk)
+        present = [
+            qe.Point(id=r.id, vector=_vector(r.vector), payload=dict(r.payload or {}))
+            for r in records
+        ]
+        if present:
+            built.update(qe.UpdateOperation.upsert_points(present))
+        kept = {str(r.id) for r in records}
+        gone: list[qe.PointId] = [i for i in chunk if str(i) not in kept]
+        if gone:
+            built.update(qe.UpdateOperation.delete_points(gone))
+
+
+def swap(
+    build: Build, built: qe.EdgeShard, live_shard: qe.EdgeShard, live: Path, load: Load
+) -> qe.EdgeShard:
+    """Put the caught-up copy in the live shard's place; returns it open. The caller holds
+    the store's lock; both shards are closed here."""
+    built.flush()
+    built.close()
+    live_shard.flush()
+    live_shard.close()
+    old = live.parent / f"{OLD}{live.name}"
+    os.rename(live, old)
+    os.rename(build.directory, live)
+    shutil.rmtree(old)
+    build.log.unlink(missing_ok=True)
+    return load(live)
+
+
+def abandon(build: Build) -> None:
+    """Stop a build and remove its copy (a dropped or closed store)."""
+    if build.process.poll() is None:
+        build.process.kill()
+        build.process.wait()
+    shutil.rmtree(build.directory, ignore_errors=True)
+    build.log.unlink(missing_ok=True)
+
+
+def failure(build: Build) -> str:
+    try:
+        return build.log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return ""
+
+
+def recover(root: Path) -> None:
+    """Tidy up what a crash left under ``root``: unfinished copies, and the old files of a
+    swap (put back if the copy had not taken their place yet)."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if path.name.startswith(BUILD):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        elif path.name.startswith(OLD):
+            live = root / path.name[len(OLD) :]
+            if (live / META).is_file():
+                shutil.rmtree(path)
+            else:
+                os.rename(path, live)
+
+
+def _vector(vector: Any) -> list[float]:
+    if isinstance(vector, dict):
+        vector = vector.get("")
+    return [float(x) for x in vector]
+
+
+def main(directory: str) -> None:
+    path = Path(directory)
+    shard = qe.EdgeShard.load(str(path), shard_config(read_space(path)))
+    try:
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
