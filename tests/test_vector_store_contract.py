@@ -272,6 +272,49 @@ def test_deleting_removes_the_points_and_ignores_unknown_ids(filled: VectorStore
     assert filled.search("items", [1.0, 0.0, 0.5], limit=1)[0].id != uid(0)
 
 
+def test_set_payload_sets_only_the_named_fields_and_ignores_unknown_ids(
+    filled: VectorStore,
+) -> None:
+    filled.set_payload("items", [uid(1), uid(2), str(uuid.uuid4())], {"colour": "gold", "x": [1]})
+    filled.set_payload("items", [], {"colour": "grey"})
+    [one] = filled.retrieve("items", [uid(1)])
+    assert one.payload == {**catalogue()[1].payload, "colour": "gold", "x": [1]}
+    gold = Filter(must=(MatchAny("colour", ("gold",)),))
+    assert ids_of(scroll_all(filled, "items", 10, gold)) == {uid(1), uid(2)}
+    assert filled.count("items") == 30
+
+
+def test_copy_points_copies_a_filtered_page_relabelled_and_resumes_from_its_cursor(
+    filled: VectorStore,
+) -> None:
+    filled.create_store("copy", Space(size=3, distance="euclid"))
+    red = Filter(must=(MatchAny("colour", ("red",)),))
+
+    def relabel(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return uid(1000 + payload["rank"]), {**payload, "copied": True}
+
+    total, cursor, pages = 0, None, 0
+    while True:
+        count, cursor = filled.copy_points("items", red, "copy", relabel, 4, cursor)
+        total, pages = total + count, pages + 1
+        if cursor is None:
+            break
+    assert total == 10 and pages == 3
+    copied = filled.retrieve("copy", [uid(1000 + i) for i in range(30)], with_vectors=True)
+    assert {p.id for p in copied} == {uid(1000 + i) for i in range(0, 30, 3)}
+    for point in copied:
+        source = catalogue()[point.payload["rank"]]
+        assert point.payload == {**source.payload, "copied": True}
+        assert point.vector == pytest.approx(source.vector)
+    assert filled.count("items") == 30
+
+
+def test_copy_points_between_stores_of_different_spaces_is_refused(filled: VectorStore) -> None:
+    filled.create_store("other", Space(size=2, distance="euclid"))
+    with pytest.raises(ValueError):
+        filled.copy_points("items", None, "other", lambda p: (uid(1), p))
+
+
 def test_creating_an_index_twice_is_harmless(filled: VectorStore) -> None:
     filled.create_index("items", "colour", "keyword")
     flt = Filter(must=(MatchAny("colour", ("red",)),))

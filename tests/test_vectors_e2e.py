@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from envbranch import Client, EnvbranchError
 from tests.conftest import LiveStack
@@ -85,6 +86,14 @@ def topics_taxonomy(client: Client, ns: str, enrichment: dict[str, str]) -> None
     )
 
 
+class Index(BaseModel):
+    collection_id: str
+    store: str
+    points: int
+    indexed_points: int
+    state: str
+
+
 @pytest.fixture
 def client(live_stack: LiveStack) -> Client:
     return live_stack.client()
@@ -124,6 +133,39 @@ def test_documents_written_and_deleted_show_in_searches_at_once(client: Client) 
     assert "extra" in [d for d, _ in search(client, ns, "search", "log compaction")]
     client.collections.delete_documents("docs", ["extra"], namespace=ns)
     assert "extra" not in [d for d, _ in search(client, ns, "search", "log compaction")]
+
+
+def test_a_collection_reports_its_index_and_a_search_may_ask_for_exact_results(
+    client: Client,
+) -> None:
+    ns = environment(client)
+    index = client.request("GET", "/v1/collections/docs/index", Index, namespace=ns)
+    assert index.state == "indexed"  # six points: searched exactly, nothing to build
+    assert index.points >= 6 and index.store.startswith("vs-")
+    assert index.collection_id == client.collections.get("docs", namespace=ns).collection_id
+    exact = {**SEARCH["config"]["parameters"]["searches"][0], "exact": True, "hnsw_ef": 64}  # type: ignore[index]
+    stage = {
+        "stage_name": "s",
+        "config": {
+            "stage_id": "feature_search",
+            "parameters": {"searches": [exact], "final_top_k": 6},
+        },
+    }
+    client.retrievers.create(
+        {
+            "retriever_name": "exact",
+            "collection_identifiers": ["docs"],
+            "stages": [stage],
+            "input_schema": {"query": {"type": "text", "required": True}},
+        },
+        namespace=ns,
+    )
+    assert search(client, ns, "exact", "bread and cake") == search(
+        client, ns, "search", "bread and cake"
+    )
+    with pytest.raises(EnvbranchError) as caught:
+        client.request("GET", "/v1/collections/nope/index", Index, namespace=ns)
+    assert caught.value.status == 404
 
 
 def test_a_retriever_on_a_collection_awaiting_reprocessing_refuses_to_run(client: Client) -> None:

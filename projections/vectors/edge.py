@@ -35,6 +35,7 @@ from projections.vectors.store import (
     IndexState,
     MatchAny,
     Range,
+    Relabel,
     Space,
     StoreNotFound,
     VectorPoint,
@@ -51,7 +52,12 @@ _SCHEMAS: dict[IndexKind, qe.PayloadSchemaType] = {
 }
 
 
+_CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
 def _point_id(value: str) -> str:
+    if type(value) is str and _CANONICAL.match(value):
+        return value  # already the canonical form (the common case): no parsing
     return str(uuid.UUID(str(value)))
 
 
@@ -60,7 +66,7 @@ def _dense(vector: Any) -> list[float] | None:
         vector = vector.get("")
     if not isinstance(vector, list):
         return None
-    return [float(x) for x in vector]
+    return vector  # the binding's floats: no copy
 
 
 def _condition(cond: Condition) -> Any:
@@ -219,6 +225,8 @@ class EdgeStore(VectorStore):
         if vector is None or len(vector) != size:
             got = None if vector is None else len(vector)
             raise ValueError(f"store {name!r} takes vectors of size {size}, not {got}")
+        if type(vector) is list:  # the binding takes the numbers as they are (no copy)
+            return vector
         return [float(x) for x in vector]
 
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
@@ -284,6 +292,43 @@ class EdgeStore(VectorStore):
         with store.lock:
             records, nxt = store.shard.scroll(request)
         return [_point(r) for r in records], None if nxt is None else str(nxt)
+
+    def copy_points(
+        self,
+        source: str,
+        filter: Filter | None,
+        target: str,
+        relabel: Relabel,
+        limit: int = 1024,
+        after: str | None = None,
+    ) -> tuple[int, str | None]:
+        """The port's copy at the engine's pace: records go straight into new points (no
+        conversion of vectors or IDs on the way; the binding's ``vector`` is the cost)."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive, not {limit}")
+        src, dst = self._store(source), self._store(target)
+        if src.space != dst.space:
+            raise ValueError(f"store {target!r} has {dst.space}, not {src.space} as {source!r}")
+        request = qe.ScrollRequest(
+            offset=None if after is None else _point_id(after),
+            limit=limit,
+            filter=to_edge_filter(filter),
+            with_payload=True,
+            with_vector=True,
+        )
+        with src.lock:
+            records, nxt = src.shard.scroll(request)
+        points = []
+        for record in records:
+            new_id, payload = relabel(dict(record.payload or {}))
+            vector = record.vector
+            assert vector is not None  # scrolled with vectors
+            points.append(qe.Point(id=new_id, vector=vector, payload=payload))
+        if points:
+            with dst.lock:
+                dst.shard.update(qe.UpdateOperation.upsert_points(points))
+                dst.touched([p.id for p in points])
+        return len(points), None if nxt is None else str(nxt)
 
     def search(
         self,

@@ -14,7 +14,7 @@ scanning); qdrant-client's local mode ignores indexes and always scans.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,6 +87,9 @@ class IndexState:
     state: str
 
 
+Relabel = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]  # payload -> (id, payload)
+
+
 class StoreNotFound(KeyError):
     pass
 
@@ -143,6 +146,26 @@ class VectorStore(ABC):
         """A page of points in ID order, and the cursor for the next page (None at the end).
         ``after`` is a cursor this method returned: the page starts at that point (Qdrant's
         ``offset`` semantics), so a scroll resumed from a saved cursor has no gap."""
+
+    def copy_points(
+        self,
+        source: str,
+        filter: Filter | None,
+        target: str,
+        relabel: Relabel,
+        limit: int = 1024,
+        after: str | None = None,
+    ) -> tuple[int, str | None]:
+        """Copy a page of ``source``'s points matching the filter into ``target``, each
+        under the ID and payload ``relabel`` makes of its payload; returns how many, and the
+        cursor of the next page (None at the end; ``scroll``'s semantics)."""
+        page, cursor = self.scroll(source, filter, limit, after, True)
+        moved = []
+        for point in page:
+            new_id, payload = relabel(point.payload)
+            moved.append(VectorPoint(new_id, point.vector, payload))
+        self.upsert(target, moved)
+        return len(moved), cursor
 
     @abstractmethod
     def search(

@@ -27,6 +27,7 @@ event after a crash converges to the same state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,7 @@ LAYER = "_eb_layer"
 DOC = "_eb_doc"
 HIDDEN = "_eb_hidden"  # the views that hide the point
 _POINTS = uuid.UUID("0b7e3f0c-6f5e-4c0e-9a53-3f1d2b9e7a11")
+_POINTS_BYTES = _POINTS.bytes
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS vector_views (collection_id TEXT PRIMARY KEY,
@@ -61,7 +63,12 @@ SCHEMA = [
 
 
 def point_id(layer: str, doc_id: str) -> str:
-    return str(uuid.uuid5(_POINTS, f"{layer}/{doc_id}"))
+    """``uuid5(_POINTS, "<layer>/<doc_id>")`` as a string, computed without UUID objects."""
+    digest = bytearray(hashlib.sha1(_POINTS_BYTES + f"{layer}/{doc_id}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def new_layer() -> str:
@@ -331,15 +338,17 @@ class CopyOnWrite:
             return CopyProgress(row["copied"], row["total"], True)
         target = self.view(row["target"])
         store, visible = self.visibility(row["source"])
-        page, cursor = self.vectors.scroll(store, visible, batch, row["cursor"], True)
-        points = []
-        for p in page:
-            doc = p.payload[DOC]
-            p.payload.pop(HIDDEN, None)
-            payload = {**p.payload, LAYER: target.active}
-            points.append(VectorPoint(point_id(target.active, doc), p.vector, payload))
-        self.vectors.upsert(target.store, points)
-        copied = row["copied"] + len(points)
+        layer = target.active
+
+        def relabel(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            payload.pop(HIDDEN, None)
+            payload[LAYER] = layer
+            return point_id(layer, payload[DOC]), payload
+
+        count, cursor = self.vectors.copy_points(
+            store, visible, target.store, relabel, batch, row["cursor"]
+        )
+        copied = row["copied"] + count
         done = cursor is None
         with self.db.transaction() as cur:
             cur.execute(
