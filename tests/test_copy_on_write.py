@@ -27,8 +27,8 @@ from hypothesis.stateful import (
 )
 
 from projections.sql import Database
-from projections.vectors.store import Space, VectorPoint, VectorStore
-from projections.vectors.views import CopyOnWrite, point_id
+from projections.vectors.store import Filter, MatchAny, Space, VectorPoint, VectorStore
+from projections.vectors.views import HIDDEN, CopyOnWrite, point_id
 
 DIM = 4
 SPACE = Space(DIM, "dot")  # dot: stored vectors are not normalised, so they compare exactly
@@ -201,3 +201,68 @@ def test_a_view_that_forgets_a_tombstone_is_caught(mutant: type[CopyOnWrite]) ->
 
 
 del consumes
+
+
+@pytest.fixture
+def diverged(tmp_path: Path) -> Any:
+    """A collection "a" with docs 0..9 and a reuse clone "b" that deleted 0..2."""
+    from projections.vectors.edge import EdgeStore
+
+    vectors = EdgeStore(tmp_path / "edge")
+    cow = CopyOnWrite(vectors, Database(sqlite_path=tmp_path / "views.db"))
+    cow.create_schema()
+    cow.create("a", "store_a", SPACE)
+    cow.write("a", [VectorPoint(str(d), vector(1, d), {"value": 1}) for d in range(10)])
+    cow.reuse_clone("a", "b")
+    cow.delete("b", ["0", "1", "2"])
+    yield cow
+    vectors.close()
+    cow.db.close()
+
+
+def marked_by(cow: CopyOnWrite, view: str) -> int:
+    return cow.vectors.count("store_a", Filter(must=(MatchAny(HIDDEN, (view,)),)))
+
+
+def test_a_crash_between_a_clones_marks_and_its_catalog_entry_is_repaired_by_replay(
+    diverged: CopyOnWrite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cow = diverged
+
+    def crash(*_: Any) -> None:
+        raise OSError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cow, "_save_view", crash)
+        with pytest.raises(OSError):
+            cow.reuse_clone("b", "c")
+    assert not cow.has_view("c") and marked_by(cow, "c") == 3  # marked, not yet named
+    cow.reuse_clone("b", "c")  # the event applied again
+    assert sorted(int(d.id) for d in cow.documents("c")) == list(range(3, 10))
+    assert cow.count("a") == 10
+
+
+def test_dropping_or_compacting_a_view_removes_its_marks(diverged: CopyOnWrite) -> None:
+    cow = diverged
+    cow.reuse_clone("b", "c")
+    assert marked_by(cow, "b") == 3 and marked_by(cow, "c") == 3
+    cow.drop("c")
+    assert marked_by(cow, "c") == 0 and cow.hidden("c") == []
+    assert cow.compact("b", max_depth=1)
+    assert marked_by(cow, "b") == 0 and cow.hidden("b") == []
+    assert sorted(int(d.id) for d in cow.documents("b")) == list(range(3, 10))
+    assert cow.count("a") == 10
+
+
+def test_a_catalog_from_before_the_marks_is_marked_when_it_is_opened(
+    diverged: CopyOnWrite,
+) -> None:
+    cow = diverged
+    cow.vectors.set_payload("store_a", cow.hidden("b"), {HIDDEN: []})  # as an older version
+    with cow.db.transaction() as cur:
+        cur.execute("DELETE FROM vector_catalog WHERE id = 2")
+    cow._visible.clear()
+    assert cow.count("b") == 10  # unmarked: the deleted documents show
+    reopened = CopyOnWrite(cow.vectors, cow.db)
+    reopened.create_schema()
+    assert reopened.count("b") == 7 and marked_by(reopened, "b") == 3

@@ -423,10 +423,21 @@ def test_a_collection_awaiting_reprocess_cannot_be_searched(env: Env) -> None:
     assert caught.value.collection_id == "corpus_new_model"
 
 
-def test_exact_and_hnsw_ef_searches_find_what_the_default_search_finds(env: Env) -> None:
+def test_exact_and_hnsw_ef_searches_find_what_the_default_search_finds(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[bool, int | None]] = []
+    search_store = EdgeStore.search
+
+    def recording(self: EdgeStore, *args: Any, **kw: Any) -> Any:
+        asked.append((kw.get("exact", False), kw.get("ef")))
+        return search_store(self, *args, **kw)
+
+    monkeypatch.setattr(EdgeStore, "search", recording)
     default = ids(env.run(retriever(search("football match goal league"))))
     assert ids(env.run(retriever(search("football match goal league", exact=True)))) == default
     assert ids(env.run(retriever(search("football match goal league", hnsw_ef=512)))) == default
+    assert asked == [(False, None), (True, None), (False, 512)]  # what reached the engine
 
 
 @pytest.mark.parametrize(

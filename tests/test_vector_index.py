@@ -86,7 +86,7 @@ def test_a_build_runs_beside_the_live_store_and_keeps_what_was_written_meanwhile
     assert store.maintain_index("s").state == "indexing"
 
     # While the child builds: writes, deletes, payload changes and queries all go on.
-    written = points(POINTS, POINTS + 500, tag="b")
+    written = points(POINTS, POINTS + 5000, tag="b")  # more than one round of catch-up
     store.upsert("s", written)
     store.delete("s", [pid(i) for i in range(100)])
     store.set_payload("s", [pid(i) for i in range(100, 200)], {"tag": "c"})
@@ -104,13 +104,13 @@ def test_a_build_runs_beside_the_live_store_and_keeps_what_was_written_meanwhile
     reference.create_store("s", SPACE)
     for start in range(0, POINTS, 2000):
         reference.upsert("s", points(start, start + 2000))
-    reference.upsert("s", points(POINTS, POINTS + 500, tag="b"))
+    reference.upsert("s", points(POINTS, POINTS + 5000, tag="b"))
     reference.delete("s", [pid(i) for i in range(100)])
     reference.set_payload("s", [pid(i) for i in range(100, 200)], {"tag": "c"})
     assert expected == checksum(reference, "s")
 
     state = store.index_state("s")
-    assert state.indexed_points >= POINTS - 100 and state.points == POINTS + 400
+    assert state.indexed_points >= POINTS - 100 and state.points == POINTS + 4900
     assert store.indexes("s") == {"tag": "keyword"}
     assert store.count("s", Filter(must=(MatchAny("tag", ("c",)),))) == 100
     store.close()
@@ -138,11 +138,55 @@ def test_a_failed_build_leaves_the_store_as_it_was_and_says_why(
     monkeypatch.setattr(edge_index, "start", failing)
     store.maintain_index("s")
     state = store.maintain_index("s")
-    assert state.state == "indexed" and state.indexed_points == 0  # not again until it grows
+    assert state.state == "pending" and state.indexed_points == 0  # due, after a pause
     assert "index build of store s failed (exit -9)" in caplog.text
     assert checksum(store, "s") == before
     assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == ["s"]
+    assert store.maintain_index("s").state == "pending"  # not again at once ...
+    monkeypatch.setattr(edge_index, "start", start)
+    store._open["s"].retry_at = 0.0  # ... but after the pause
+    assert store.maintain_index("s").state == "indexing"
+    wait_for(lambda: store.maintain_index("s").state == "indexed", 120, "the build")
+    assert checksum(store, "s") == before
     store.close()
+
+
+@pytest.mark.parametrize("where", ["bring_over", "swap"])
+def test_a_failure_in_the_last_round_leaves_a_working_store_and_tries_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    store = filled(tmp_path / "edge")
+    store.maintain_index("s")
+    wait_for(lambda: store._open["s"].build.process.poll() is not None, 120, "the build")
+    store.upsert("s", points(POINTS, POINTS + 10, tag="b"))
+    expected = checksum(store, "s")
+
+    def fail(*_: Any) -> None:
+        raise OSError("no space left on device")
+
+    # bring_over: the live shard is still open; swap: it was closed, nothing renamed yet
+    monkeypatch.setattr(edge_index, where, fail)
+    assert store.maintain_index("s").state == "pending"
+    monkeypatch.undo()
+    assert checksum(store, "s") == expected
+    store.upsert("s", points(POINTS + 10, POINTS + 20, tag="b"))  # it still takes writes
+    assert store.count("s") == POINTS + 20
+    assert sorted(p.name for p in (tmp_path / "edge").iterdir()) == ["s"]
+    store.close()
+
+
+def test_a_payload_index_created_during_a_build_is_kept(tmp_path: Path) -> None:
+    store = filled(tmp_path / "edge")
+    store.maintain_index("s")
+    store.create_index("s", "n", "integer")  # the copy lacks it: that build is dropped
+    assert store.index_state("s").state == "pending"
+    store.maintain_index("s")
+    wait_for(lambda: store.maintain_index("s").state == "indexed", 120, "the build")
+    assert store.indexes("s") == {"tag": "keyword", "n": "integer"}
+    store.close()
+    reopened = EdgeStore(tmp_path / "edge")
+    assert reopened.indexes("s") == {"tag": "keyword", "n": "integer"}
+    reopened.close()
 
 
 def test_a_crash_between_the_swaps_two_renames_is_repaired_at_open(

@@ -88,9 +88,7 @@ def topics_taxonomy(client: Client, ns: str, enrichment: dict[str, str]) -> None
 
 class Index(BaseModel):
     collection_id: str
-    store: str
-    points: int
-    indexed_points: int
+    documents: int
     state: str
 
 
@@ -141,8 +139,15 @@ def test_a_collection_reports_its_index_and_a_search_may_ask_for_exact_results(
     ns = environment(client)
     index = client.request("GET", "/v1/collections/docs/index", Index, namespace=ns)
     assert index.state == "indexed"  # six points: searched exactly, nothing to build
-    assert index.points >= 6 and index.store.startswith("vs-")
+    assert index.documents == 6
     assert index.collection_id == client.collections.get("docs", namespace=ns).collection_id
+    other = environment(client)  # another namespace's collection of that name is not this
+    extra = [{"document_id": "extra", "text": "Kafka log compaction", "payload": {}}]
+    client.collections.write_documents("docs", extra, namespace=other)
+    assert (
+        client.request("GET", "/v1/collections/docs/index", Index, namespace=other).documents == 7
+    )
+    assert client.request("GET", "/v1/collections/docs/index", Index, namespace=ns).documents == 6
     exact = {**SEARCH["config"]["parameters"]["searches"][0], "exact": True, "hnsw_ef": 64}  # type: ignore[index]
     stage = {
         "stage_name": "s",

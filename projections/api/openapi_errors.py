@@ -42,6 +42,7 @@ ON_VECTORS = {
     "/v1/buckets/{identifier}/objects",
     "/v1/collections/{identifier}/documents",
     "/v1/collections/{identifier}/documents/delete",
+    "/v1/collections/{identifier}/index",
     "/v1/retrievers/{identifier}/execute",
     "/v1/taxonomies/{identifier}/classify",
     "/v1/evaluations",

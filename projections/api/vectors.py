@@ -10,7 +10,6 @@ vector store the vector processor writes (with Qdrant Edge: the same process).
 import asyncio
 import time
 import uuid
-from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
@@ -37,6 +36,7 @@ from projections.vectors.retrieval import (
     RetrievalError,
     RetrieverRunner,
 )
+from projections.vectors.store import StoreNotFound
 from projections.vectors.taxonomy import TRACE, TaxonomyRunner
 from projections.vectors.views import UnknownCollection
 
@@ -290,13 +290,14 @@ async def task_of(
 
 
 class CollectionIndex(BaseModel):
-    """How far the HNSW index of the store holding a collection's points is built."""
+    """How far the HNSW index of the store holding a collection's vectors is built."""
 
     collection_id: str
-    store: str
-    points: int = Field(description="points in the store (every collection sharing it)")
-    indexed_points: int
-    state: Literal["indexed", "indexing", "pending"]
+    documents: int = Field(description="the collection's documents with vectors")
+    state: Literal["indexed", "indexing", "pending", "failed"] = Field(
+        description="indexed: what the index lacks is few enough to search exactly; "
+        "indexing: a build runs, searches go on; pending: a build is due"
+    )
 
 
 @router.get("/v1/collections/{identifier}/index", response_model=CollectionIndex)
@@ -304,14 +305,19 @@ async def collection_index(identifier: str, ns: InNamespace, svc: Svc) -> Any:
     materializer = vector_store(svc)
     found = await find(svc, Kind.COLLECTION, ns, identifier)
     collection_id = found["collection_id"]
+
+    def read() -> tuple[int, str]:
+        store = materializer.cow.view(collection_id).store  # shared by every namespace:
+        state = materializer.vectors.index_state(store).state  # only its state is told
+        return materializer.cow.count(collection_id), state
+
     try:
-        store = await asyncio.to_thread(lambda: materializer.cow.view(collection_id).store)
-        state = await asyncio.to_thread(materializer.vectors.index_state, store)
-    except UnknownCollection:
+        documents, state = await asyncio.to_thread(read)
+    except (UnknownCollection, StoreNotFound):
         raise ApiError(
             409, "not_materialized", f"collection {collection_id} has no vectors yet"
         ) from None
-    return {"collection_id": collection_id, "store": store, **asdict(state)}
+    return {"collection_id": collection_id, "documents": documents, "state": state}
 
 
 @router.post("/v1/retrievers/{identifier}/execute")

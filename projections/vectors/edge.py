@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,6 +111,7 @@ class _Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
     build: Build | None = None
     built_at: int = -1  # points when the last index build started
+    retry_at: float = 0.0  # after a failed build, when the next may start
 
     def touched(self, ids: Sequence[Any]) -> None:
         if self.build is not None:
@@ -121,6 +124,7 @@ class EdgeStore(VectorStore):
         self._open: dict[str, _Store] = {}
         self._lock = threading.RLock()  # guards opening, creating, dropping and closing
         self.index_threshold = index_threshold
+        self.retry_seconds = 60.0  # after a failed index build
         edge_index.recover(self._root)
 
     def _dir(self, name: str) -> Path:
@@ -185,6 +189,7 @@ class EdgeStore(VectorStore):
                 with store.lock:
                     if store.build is not None:
                         edge_index.abandon(store.build)
+                        store.build = None
                     store.shard.close()
             path = self._dir(name)
             if path.exists():
@@ -216,6 +221,9 @@ class EdgeStore(VectorStore):
             if store.indexes.get(key) == kind:
                 return
             with store.lock:
+                if store.build is not None:  # its copy lacks the new index: start over
+                    edge_index.abandon(store.build)
+                    store.build, store.built_at = None, -1
                 store.shard.update(qe.UpdateOperation.create_field_index(key, _SCHEMAS[kind]))
             store.indexes[key] = kind
             self._write_meta(name, store)
@@ -396,7 +404,7 @@ class EdgeStore(VectorStore):
             build = store.build
             if build is None:
                 info = store.shard.info()
-                if self._due(store, info):
+                if self._due(store, info) and time.monotonic() >= store.retry_at:
                     store.shard.flush()
                     store.build = edge_index.start(self._dir(name))
                     store.built_at = info.points_count
@@ -406,22 +414,15 @@ class EdgeStore(VectorStore):
 
     def _due(self, store: _Store, info: Any) -> bool:
         """Enough points unindexed for a build. What a build leaves unindexed (segments too
-        small for HNSW, searched exactly) does not start another until the store grows."""
+        small for HNSW, searched exactly) does not start another until the store grows; a
+        failed build is tried again after a pause."""
         unindexed = info.points_count - info.indexed_vectors_count
         grown = info.points_count - store.built_at
         return unindexed >= self.index_threshold and grown >= self.index_threshold
 
     def _finish_build(self, name: str, store: _Store, build: Build) -> None:
         if build.process.returncode != 0:
-            log.warning(
-                "index build of store %s failed (exit %s): %s",
-                name,
-                build.process.returncode,
-                edge_index.failure(build),
-            )
-            with store.lock:
-                store.build = None
-            edge_index.abandon(build)
+            self._build_failed(name, store, build, edge_index.failure(build))
             return
 
         def load(path: Path) -> qe.EdgeShard:
@@ -431,28 +432,53 @@ class EdgeStore(VectorStore):
             with store.lock:
                 return store.shard.retrieve(ids, True, True)
 
-        built = load(build.directory)
+        live, old = self._dir(name), None
         try:
-            while True:  # catch up while writes go on; the last small round under the lock
-                with store.lock:
-                    ids, build.touched = build.touched, set()
-                    if len(ids) <= edge_index.CATCH_UP_LOCKED:
-                        edge_index.bring_over(ids, retrieve, built)
-                        store.build = None
-                        shard, store.shard = store.shard, None  # type: ignore[assignment]
-                        store.shard = edge_index.swap(build, built, shard, self._dir(name), load)
-                        return
-                edge_index.bring_over(ids, retrieve, built)
-        except Exception:
-            log.exception("swapping in the index of store %s failed; reopening it", name)
-            with contextlib.suppress(Exception):  # closed already if the swap had begun
-                built.close()
+            built = load(build.directory)
+            try:
+                # Catch up while writes go on; the last round (small, or the last allowed)
+                # under the lock, so nothing is written between it and the swap.
+                for rounds in itertools.count(1):
+                    with store.lock:
+                        if store.build is not build:
+                            return  # abandoned meanwhile (a new payload index, a drop)
+                        ids, build.touched = build.touched, set()
+                        last = len(ids) <= edge_index.CATCH_UP_LOCKED
+                        if last or rounds >= edge_index.CATCH_UP_ROUNDS:
+                            edge_index.bring_over(ids, retrieve, built)
+                            built.flush()
+                            built.close()
+                            store.shard.flush()  # may fail: the live shard is still in place
+                            store.shard.close()
+                            store.shard = None  # type: ignore[assignment]
+                            old = edge_index.swap(build, live)
+                            store.shard = load(live)
+                            store.build = None
+                            break
+                    edge_index.bring_over(ids, retrieve, built)
+            finally:
+                with contextlib.suppress(Exception):  # closed already if the swap began
+                    built.close()
+        except Exception as exc:
+            log.exception("swapping in the index of store %s failed", name)
             with store.lock:
+                if store.shard is None:  # the live shard was closed: reopen what is on disk
+                    edge_index.recover_store(self._root, name)
+                    store.shard = load(live)
+                self._build_failed(name, store, build, repr(exc))
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)  # outside the lock: its size does not matter
+
+    def _build_failed(self, name: str, store: _Store, build: Build, why: str) -> None:
+        log.warning(
+            "index build of store %s failed (exit %s): %s", name, build.process.returncode, why
+        )
+        with store.lock:
+            if store.build is build:
                 store.build = None
-                edge_index.abandon(build)
-                edge_index.recover(self._root)
-                if store.shard is None:
-                    store.shard = load(self._dir(name))
+                store.built_at = -1  # still due ...
+                store.retry_at = time.monotonic() + self.retry_seconds  # ... after a pause
+        edge_index.abandon(build)
 
     def close(self) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ a store is indexed in a copy of itself:
 
 A crash at any step leaves a whole shard in place (``recover`` tidies up at open time);
 a build the crash interrupted starts again when the store next needs one. This module
-is also the child: ``python -m projections.vectors.edge_index <directory>``.
+is also the child: ``python -m projections.vectors.edge_index <directory> <parent pid>``.
 """
 
 from __future__ import annotations
@@ -80,34 +80,37 @@ class Build:
 
     @property
     def log(self) -> Path:
-        return self.directory.with_suffix(".log")
+        return self.directory.parent / f"{self.directory.name}.log"
 
 
 def start(live: Path) -> Build:
     """Copy the (flushed) shard in ``live`` and start optimizing the copy in a child."""
     directory = live.parent / f"{BUILD}{live.name}-{uuid.uuid4().hex[:8]}"
     shutil.copytree(live, directory)
-    with open(directory.with_suffix(".log"), "wb") as out:
+    build_log = directory.parent / f"{directory.name}.log"
+    with open(build_log, "wb") as out:
+        module = "projections.vectors.edge_index"
         process = subprocess.Popen(
-            [sys.executable, "-m", "projections.vectors.edge_index", str(directory)],
+            [sys.executable, "-m", module, str(directory), str(os.getpid())],
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # no orphan keeps building after a crash
         )
     return Build(process, directory)
 
 
-_LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None  # loaded before any fork
-
-
-def _die_with_parent() -> None:
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _die_with_parent(parent: int) -> None:
+    """No orphan keeps building after its parent died (a crash): the kernel kills this
+    process when the parent goes; a parent gone before that is noticed here."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(f"the process that started this build ({parent}) is gone")
 
 
 Load = Callable[[Path], qe.EdgeShard]
 Retrieve = Callable[[list[Any]], list[qe.Record]]  # point IDs -> records
 CATCH_UP_LOCKED = 2_000  # points written since the copy that are brought over under the lock
+CATCH_UP_ROUNDS = 5  # rounds outside the lock at most (a steady stream of writes)
 
 
 def bring_over(ids: set[str], retrieve: Retrieve, built: qe.EdgeShard) -> None:
@@ -128,21 +131,14 @@ def bring_over(ids: set[str], retrieve: Retrieve, built: qe.EdgeShard) -> None:
             built.update(qe.UpdateOperation.delete_points(gone))
 
 
-def swap(
-    build: Build, built: qe.EdgeShard, live_shard: qe.EdgeShard, live: Path, load: Load
-) -> qe.EdgeShard:
-    """Put the caught-up copy in the live shard's place; returns it open. The caller holds
-    the store's lock; both shards are closed here."""
-    built.flush()
-    built.close()
-    live_shard.flush()
-    live_shard.close()
+def swap(build: Build, live: Path) -> Path:
+    """Put the caught-up (closed) copy in the (closed) live shard's place; returns the old
+    files' directory, for the caller to delete outside the store's lock."""
     old = live.parent / f"{OLD}{live.name}"
     os.rename(live, old)
     os.rename(build.directory, live)
-    shutil.rmtree(old)
     build.log.unlink(missing_ok=True)
-    return load(live)
+    return old
 
 
 def abandon(build: Build) -> None:
@@ -163,7 +159,7 @@ def failure(build: Build) -> str:
 
 def recover(root: Path) -> None:
     """Tidy up what a crash left under ``root``: unfinished copies, and the old files of a
-    swap (put back if the copy had not taken their place yet)."""
+    swap (put back if the copy had not taken their place yet). At open, before any build."""
     if not root.is_dir():
         return
     for path in root.iterdir():
@@ -173,11 +169,19 @@ def recover(root: Path) -> None:
             else:
                 path.unlink(missing_ok=True)
         elif path.name.startswith(OLD):
-            live = root / path.name[len(OLD) :]
-            if (live / META).is_file():
-                shutil.rmtree(path)
-            else:
-                os.rename(path, live)
+            recover_store(root, path.name[len(OLD) :])
+
+
+def recover_store(root: Path, name: str) -> None:
+    """The old files of one store's swap: put back if the copy had not taken their place,
+    deleted if it had."""
+    old, live = root / f"{OLD}{name}", root / name
+    if not old.exists():
+        return
+    if (live / META).is_file():
+        shutil.rmtree(old)
+    else:
+        os.rename(old, live)
 
 
 def _vector(vector: Any) -> list[float]:
@@ -186,7 +190,8 @@ def _vector(vector: Any) -> list[float]:
     return [float(x) for x in vector]
 
 
-def main(directory: str) -> None:
+def main(directory: str, parent: str) -> None:
+    _die_with_parent(int(parent))
     path = Path(directory)
     shard = qe.EdgeShard.load(str(path), shard_config(read_space(path)))
     try:
@@ -197,4 +202,4 @@ def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -264,8 +264,12 @@ class QdrantStore(VectorStore):
         """A server indexes by itself; what it reports (local mode indexes nothing)."""
         with self._on(name):
             info = self._client.get_collection(name)
-        states = {models.CollectionStatus.GREEN: "indexed", models.CollectionStatus.GREY: "pending"}
-        state = states.get(info.status, "indexing")  # yellow: optimizing
+        states = {
+            models.CollectionStatus.GREEN: "indexed",
+            models.CollectionStatus.YELLOW: "indexing",
+            models.CollectionStatus.GREY: "pending",
+        }
+        state = states.get(info.status, "failed")  # red: an optimization failed
         return IndexState(info.points_count or 0, info.indexed_vectors_count or 0, state)
 
     def count(self, name: str, filter: Filter | None = None) -> int:

@@ -79,8 +79,9 @@ class Filter:
 @dataclass(frozen=True)
 class IndexState:
     """How far a store's HNSW index is: ``indexed`` (what is not in it is few enough to
-    search exactly), ``indexing`` (a build runs; searches go on meanwhile) or ``pending``
-    (enough unindexed points for a build, which has not started yet)."""
+    search exactly), ``indexing`` (a build runs; searches go on meanwhile), ``pending``
+    (enough unindexed points for a build, which has not started yet, or is tried again
+    after one failed) or ``failed`` (a server's optimizer failed)."""
 
     points: int
     indexed_points: int

@@ -121,7 +121,7 @@ class CopyOnWrite:
             self.ensure_store(view.store, self.vectors.space(view.store))  # the marks' index
             self._mark(view.store, self.hidden(view.collection_id), view.collection_id, True)
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO vector_catalog VALUES (2, 1)")
+            cur.execute("INSERT INTO vector_catalog VALUES (2, 1) ON CONFLICT DO NOTHING")
 
     def _mark(self, store: str, point_ids: Sequence[str], view_id: str, hide: bool) -> None:
         """Add ``view_id`` to (or remove it from) the hidden marks of these points."""
@@ -388,12 +388,18 @@ class CopyOnWrite:
         return True
 
     def drop(self, collection_id: str) -> None:
-        """Forget a collection's view; its points go at the next garbage collection."""
-        if self.has_view(collection_id):
-            self._forget_hidden(self.view(collection_id))
+        """Forget a collection's view; its points go at the next garbage collection. The
+        view goes first, its marks after: a crash in between leaves marks of a view nobody
+        reads, never a view without its marks."""
+        view = self.view(collection_id) if self.has_view(collection_id) else None
         with self.db.transaction() as cur:
             self._changed(cur)
             cur.execute("DELETE FROM vector_views WHERE collection_id = ?", [collection_id])
+        if view is not None:
+            self._forget_hidden(view)
+        else:  # dropped before: only its rows may be left
+            with self.db.transaction() as cur:
+                cur.execute("DELETE FROM vector_hidden WHERE collection_id = ?", [collection_id])
 
     def _forget_hidden(self, view: View) -> None:
         """Unmark what the view hid (it no longer reads those layers), then forget it."""
