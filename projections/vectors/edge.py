@@ -8,26 +8,23 @@ instance, so ``close()`` must run before another ``EdgeStore`` opens the same ro
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
 import json
 import logging
 import os
 import re
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
 from projections.vectors import edge_index
-from projections.vectors.edge_index import Build, shard_config
+from projections.vectors.edge_index import Store as _Store
+from projections.vectors.edge_index import shard_config
 from projections.vectors.store import (
     Condition,
     Filter,
@@ -102,29 +99,12 @@ def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
     )
 
 
-@dataclass
-class _Store:
-    shard: qe.EdgeShard
-    space: Space
-    indexes: dict[str, IndexKind] = field(default_factory=dict)
-    # Every use of the shard holds it: an index build swaps the shard under it.
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    build: Build | None = None
-    built_at: int = -1  # points when the last index build started
-    retry_at: float = 0.0  # after a failed build, when the next may start
-
-    def touched(self, ids: Sequence[Any]) -> None:
-        if self.build is not None:
-            self.build.touched.update(str(i) for i in ids)
-
-
 class EdgeStore(VectorStore):
     def __init__(self, root: Path, index_threshold: int = edge_index.INDEX_THRESHOLD) -> None:
         self._root = Path(root)
         self._open: dict[str, _Store] = {}
         self._lock = threading.RLock()  # guards opening, creating, dropping and closing
-        self.index_threshold = index_threshold
-        self.retry_seconds = 60.0  # after a failed index build
+        self.policy = edge_index.Policy(index_threshold)
         edge_index.recover(self._root)
 
     def _dir(self, name: str) -> Path:
@@ -380,105 +360,17 @@ class EdgeStore(VectorStore):
         with store.lock:
             store.shard.optimize()
 
-    # --- the index lifecycle ------------------------------------------------
+    # --- the index lifecycle (edge_index) ------------------------------------
 
     def index_state(self, name: str) -> IndexState:
-        store = self._store(name)
-        with store.lock:
-            info = store.shard.info()
-            points, indexed = info.points_count, info.indexed_vectors_count
-            if store.build is not None:
-                state = "indexing"
-            elif self._due(store, info):
-                state = "pending"
-            else:
-                state = "indexed"
-            return IndexState(points, indexed, state)
+        return edge_index.state(self._store(name), self.policy)
 
     def maintain_index(self, name: str) -> IndexState:
         """Start an index build when enough points are unindexed, swap a finished one in;
-        never waits for a build (edge_index says how it runs beside the live shard).
-        One caller at a time (the vector processor's timer)."""
+        never waits for a build. One caller at a time (the vector processor's timer)."""
         store = self._store(name)
-        with store.lock:
-            build = store.build
-            if build is None:
-                info = store.shard.info()
-                if self._due(store, info) and time.monotonic() >= store.retry_at:
-                    store.shard.flush()
-                    store.build = edge_index.start(self._dir(name))
-                    store.built_at = info.points_count
-        if build is not None and build.process.poll() is not None:
-            self._finish_build(name, store, build)
-        return self.index_state(name)
-
-    def _due(self, store: _Store, info: Any) -> bool:
-        """Enough points unindexed for a build. What a build leaves unindexed (segments too
-        small for HNSW, searched exactly) does not start another until the store grows; a
-        failed build is tried again after a pause."""
-        unindexed = info.points_count - info.indexed_vectors_count
-        grown = info.points_count - store.built_at
-        return unindexed >= self.index_threshold and grown >= self.index_threshold
-
-    def _finish_build(self, name: str, store: _Store, build: Build) -> None:
-        if build.process.returncode != 0:
-            self._build_failed(name, store, build, edge_index.failure(build))
-            return
-
-        def load(path: Path) -> qe.EdgeShard:
-            return qe.EdgeShard.load(str(path), shard_config(store.space))
-
-        def retrieve(ids: list[qe.PointId]) -> list[qe.Record]:
-            with store.lock:
-                return store.shard.retrieve(ids, True, True)
-
-        live, old = self._dir(name), None
-        try:
-            built = load(build.directory)
-            try:
-                # Catch up while writes go on; the last round (small, or the last allowed)
-                # under the lock, so nothing is written between it and the swap.
-                for rounds in itertools.count(1):
-                    with store.lock:
-                        if store.build is not build:
-                            return  # abandoned meanwhile (a new payload index, a drop)
-                        ids, build.touched = build.touched, set()
-                        last = len(ids) <= edge_index.CATCH_UP_LOCKED
-                        if last or rounds >= edge_index.CATCH_UP_ROUNDS:
-                            edge_index.bring_over(ids, retrieve, built)
-                            built.flush()
-                            built.close()
-                            store.shard.flush()  # may fail: the live shard is still in place
-                            store.shard.close()
-                            store.shard = None  # type: ignore[assignment]
-                            old = edge_index.swap(build, live)
-                            store.shard = load(live)
-                            store.build = None
-                            break
-                    edge_index.bring_over(ids, retrieve, built)
-            finally:
-                with contextlib.suppress(Exception):  # closed already if the swap began
-                    built.close()
-        except Exception as exc:
-            log.exception("swapping in the index of store %s failed", name)
-            with store.lock:
-                if store.shard is None:  # the live shard was closed: reopen what is on disk
-                    edge_index.recover_store(self._root, name)
-                    store.shard = load(live)
-                self._build_failed(name, store, build, repr(exc))
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)  # outside the lock: its size does not matter
-
-    def _build_failed(self, name: str, store: _Store, build: Build, why: str) -> None:
-        log.warning(
-            "index build of store %s failed (exit %s): %s", name, build.process.returncode, why
-        )
-        with store.lock:
-            if store.build is build:
-                store.build = None
-                store.built_at = -1  # still due ...
-                store.retry_at = time.monotonic() + self.retry_seconds  # ... after a pause
-        edge_index.abandon(build)
+        edge_index.maintain(store, self._dir(name), self.policy)
+        return edge_index.state(store, self.policy)
 
     def close(self) -> None:
         with self._lock:

@@ -19,7 +19,9 @@ is also the child: ``python -m projections.vectors.edge_index <directory> <paren
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import itertools
 import json
 import logging
 import os
@@ -27,15 +29,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
-from projections.vectors.store import Distance, Space
+from projections.vectors.store import Distance, IndexKind, IndexState, Space
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,120 @@ class Build:
     @property
     def log(self) -> Path:
         return self.directory.parent / f"{self.directory.name}.log"
+
+
+@dataclass
+class Store:
+    """An open Edge store: its shard, and the state of its index builds."""
+
+    shard: qe.EdgeShard
+    space: Space
+    indexes: dict[str, IndexKind] = field(default_factory=dict)
+    # Every use of the shard holds it: an index build swaps the shard under it.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    build: Build | None = None
+    built_at: int = -1  # points when the last index build started
+    retry_at: float = 0.0  # after a failed build, when the next may start
+
+    def touched(self, ids: Sequence[Any]) -> None:
+        if self.build is not None:
+            self.build.touched.update(str(i) for i in ids)
+
+    def load(self, path: Path) -> qe.EdgeShard:
+        return qe.EdgeShard.load(str(path), shard_config(self.space))
+
+
+@dataclass
+class Policy:
+    threshold: int = INDEX_THRESHOLD  # unindexed points that start a build
+    retry_seconds: float = 60.0  # after a failed build
+
+
+def due(store: Store, info: Any, policy: Policy) -> bool:
+    """Enough points unindexed for a build. What a build leaves unindexed (segments too
+    small for HNSW, searched exactly) does not start another until the store grows."""
+    unindexed = info.points_count - info.indexed_vectors_count
+    grown = info.points_count - store.built_at
+    return bool(unindexed >= policy.threshold and grown >= policy.threshold)
+
+
+def state(store: Store, policy: Policy) -> IndexState:
+    with store.lock:
+        info = store.shard.info()
+        if store.build is not None:
+            now = "indexing"
+        else:
+            now = "pending" if due(store, info, policy) else "indexed"
+        return IndexState(info.points_count, info.indexed_vectors_count, now)
+
+
+def maintain(store: Store, live: Path, policy: Policy) -> None:
+    """Start a build when one is due, swap a finished one in; never waits for a build."""
+    with store.lock:
+        build = store.build
+        if build is None:
+            info = store.shard.info()
+            if due(store, info, policy) and time.monotonic() >= store.retry_at:
+                store.shard.flush()
+                store.build = start(live)
+                store.built_at = info.points_count
+    if build is not None and build.process.poll() is not None:
+        if build.process.returncode != 0:
+            _failed(store, build, live.name, failure(build), policy)
+        else:
+            _finish(store, build, live, policy)
+
+
+def _finish(store: Store, build: Build, live: Path, policy: Policy) -> None:
+    def retrieve(ids: list[Any]) -> list[qe.Record]:
+        with store.lock:
+            return store.shard.retrieve(ids, True, True)
+
+    old = None
+    try:
+        built = store.load(build.directory)
+        try:
+            # Catch up while writes go on; the last round (small, or the last allowed)
+            # under the lock, so nothing is written between it and the swap.
+            for rounds in itertools.count(1):
+                with store.lock:
+                    if store.build is not build:
+                        return  # abandoned meanwhile (a new payload index, a drop)
+                    ids, build.touched = build.touched, set()
+                    if len(ids) <= CATCH_UP_LOCKED or rounds >= CATCH_UP_ROUNDS:
+                        bring_over(ids, retrieve, built)
+                        built.flush()
+                        built.close()
+                        store.shard.flush()  # may fail: the live shard is still in place
+                        store.shard.close()
+                        store.shard = None  # type: ignore[assignment]
+                        old = swap(build, live)
+                        store.shard = store.load(live)
+                        store.build = None
+                        break
+                bring_over(ids, retrieve, built)
+        finally:
+            with contextlib.suppress(Exception):  # closed already if the swap began
+                built.close()
+    except Exception as exc:
+        log.exception("swapping in the index of store %s failed", live.name)
+        with store.lock:
+            if store.shard is None:  # the live shard was closed: reopen what is on disk
+                recover_store(live.parent, live.name)
+                store.shard = store.load(live)
+            _failed(store, build, live.name, repr(exc), policy)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)  # outside the lock: its size does not matter
+
+
+def _failed(store: Store, build: Build, name: str, why: str, policy: Policy) -> None:
+    log.warning("index build of store %s failed (exit %s): %s", name, build.process.returncode, why)
+    with store.lock:
+        if store.build is build:
+            store.build = None
+            store.built_at = -1  # still due ...
+            store.retry_at = time.monotonic() + policy.retry_seconds  # ... after a pause
+    abandon(build)
 
 
 def start(live: Path) -> Build:
