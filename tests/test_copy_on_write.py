@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -191,6 +191,7 @@ def test_a_view_that_forgets_a_tombstone_is_caught(mutant: type[CopyOnWrite]) ->
         deadline=None,
         database=None,
         report_multiple_bugs=False,
+        phases=[Phase.generate],  # finding the failure is the point: no time on shrinking
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     # Layer names are random, so a replay may order points differently and Hypothesis
