@@ -424,6 +424,9 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
             {"document_ids": ["d1"]},
             True,
         ),
+        "GET /v1/collections/{identifier}/index": s.in_path(
+            "GET", f"/v1/collections/{ID}/index", "collection", None, True
+        ),
         "POST /v1/collections/{identifier}/trigger": s.in_path(
             "POST", f"/v1/collections/{ID}/trigger", "collection", None, True
         ),

@@ -313,6 +313,7 @@ OPERATIONS = [
     "POST /v1/buckets/{identifier}/objects",
     "POST /v1/collections/{identifier}/documents",
     "POST /v1/collections/{identifier}/documents/delete",
+    "GET /v1/collections/{identifier}/index",
     "POST /v1/collections/{identifier}/trigger",
     "POST /v1/collections/{identifier}/apply-taxonomy",
     "POST /v1/retrievers/{identifier}/execute",
