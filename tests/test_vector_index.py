@@ -78,6 +78,16 @@ def filled(root: Path) -> EdgeStore:
     return store
 
 
+def built_then_written(root: Path) -> tuple[EdgeStore, tuple[int, str]]:
+    """A store whose build finished (not yet swapped in), with points written since; and
+    the checksum of what it holds."""
+    store = filled(root)
+    store.maintain_index("s")
+    wait_for(lambda: store._open["s"].build.process.poll() is not None, 120, "the build")
+    store.upsert("s", points(POINTS, POINTS + 10, tag="b"))
+    return store, checksum(store, "s")
+
+
 def test_a_build_runs_beside_the_live_store_and_keeps_what_was_written_meanwhile(
     tmp_path: Path,
 ) -> None:
@@ -155,11 +165,7 @@ def test_a_failed_build_leaves_the_store_as_it_was_and_says_why(
 def test_a_failure_in_the_last_round_leaves_a_working_store_and_tries_again_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    store = filled(tmp_path / "edge")
-    store.maintain_index("s")
-    wait_for(lambda: store._open["s"].build.process.poll() is not None, 120, "the build")
-    store.upsert("s", points(POINTS, POINTS + 10, tag="b"))
-    expected = checksum(store, "s")
+    store, expected = built_then_written(tmp_path / "edge")
 
     def fail(*_: Any) -> None:
         raise OSError("no space left on device")
@@ -192,11 +198,7 @@ def test_a_payload_index_created_during_a_build_is_kept(tmp_path: Path) -> None:
 def test_a_crash_between_the_swaps_two_renames_is_repaired_at_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = filled(tmp_path / "edge")
-    store.maintain_index("s")
-    wait_for(lambda: store._open["s"].build.process.poll() is not None, 120, "the build")
-    store.upsert("s", points(POINTS, POINTS + 10, tag="b"))
-    expected = checksum(store, "s")
+    store, expected = built_then_written(tmp_path / "edge")
     renames = []
 
     def crash_on_second(src: Any, dst: Any) -> None:

@@ -51,16 +51,21 @@ def environment(client: Client) -> str:
         for i, text in enumerate(texts)
     ]
     client.buckets.add_objects("b", objects, namespace=ns)
+    search_retriever(client, ns, "search", SEARCH)
+    return ns
+
+
+def search_retriever(client: Client, ns: str, name: str, stage: dict[str, Any]) -> None:
+    """A retriever of one stage over "docs", taking a text ``query``."""
     client.retrievers.create(
         {
-            "retriever_name": "search",
+            "retriever_name": name,
             "collection_identifiers": ["docs"],
-            "stages": [SEARCH],
+            "stages": [stage],
             "input_schema": {"query": {"type": "text", "required": True}},
         },
         namespace=ns,
     )
-    return ns
 
 
 def search(client: Client, ns: str, retriever: str, query: str) -> list[tuple[str, str]]:
@@ -156,15 +161,7 @@ def test_a_collection_reports_its_index_and_a_search_may_ask_for_exact_results(
             "parameters": {"searches": [exact], "final_top_k": 6},
         },
     }
-    client.retrievers.create(
-        {
-            "retriever_name": "exact",
-            "collection_identifiers": ["docs"],
-            "stages": [stage],
-            "input_schema": {"query": {"type": "text", "required": True}},
-        },
-        namespace=ns,
-    )
+    search_retriever(client, ns, "exact", stage)
     assert search(client, ns, "exact", "bread and cake") == search(
         client, ns, "search", "bread and cake"
     )

@@ -270,13 +270,7 @@ class EdgeStore(VectorStore):
         if limit < 1:  # Edge answers limit=0 with no points but a cursor
             raise ValueError(f"limit must be positive, not {limit}")
         store = self._store(name)
-        request = qe.ScrollRequest(
-            offset=None if after is None else _point_id(after),
-            limit=limit,
-            filter=to_edge_filter(filter),
-            with_payload=True,
-            with_vector=with_vectors,
-        )
+        request = _scroll_request(filter, limit, after, with_vectors)
         with store.lock:
             records, nxt = store.shard.scroll(request)
         return [_point(r) for r in records], None if nxt is None else str(nxt)
@@ -297,13 +291,7 @@ class EdgeStore(VectorStore):
         src, dst = self._store(source), self._store(target)
         if src.space != dst.space:
             raise ValueError(f"store {target!r} has {dst.space}, not {src.space} as {source!r}")
-        request = qe.ScrollRequest(
-            offset=None if after is None else _point_id(after),
-            limit=limit,
-            filter=to_edge_filter(filter),
-            with_payload=True,
-            with_vector=True,
-        )
+        request = _scroll_request(filter, limit, after, True)
         with src.lock:
             records, nxt = src.shard.scroll(request)
         points = []
@@ -388,6 +376,18 @@ class EdgeStore(VectorStore):
                     store.shard.close()
             if failure is not None:
                 raise failure
+
+
+def _scroll_request(
+    filter: Filter | None, limit: int, after: str | None, with_vectors: bool
+) -> qe.ScrollRequest:
+    return qe.ScrollRequest(
+        offset=None if after is None else _point_id(after),
+        limit=limit,
+        filter=to_edge_filter(filter),
+        with_payload=True,
+        with_vector=with_vectors,
+    )
 
 
 def _point(record: qe.Record) -> VectorPoint:
