@@ -136,6 +136,8 @@ def run(kind: str, n: int, q: int, root: Path) -> None:
     rows = [
         ("before the build (brute force)", brute),
         ("indexed, default ef", searches(store, queries, truth)),
+        ("indexed, hnsw_ef=64", searches(store, queries, truth, ef=64)),
+        ("indexed, hnsw_ef=128", searches(store, queries, truth, ef=128)),
         ("indexed, hnsw_ef=256", searches(store, queries, truth, ef=256)),
         ("exact=True", searches(store, queries, truth, exact=True)),
     ]
