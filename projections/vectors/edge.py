@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import re
 import shutil
@@ -23,8 +22,8 @@ from typing import Any
 import qdrant_edge as qe
 
 from projections.vectors import edge_index
+from projections.vectors.edge_index import META, shard_config
 from projections.vectors.edge_index import Store as _Store
-from projections.vectors.edge_index import shard_config
 from projections.vectors.store import (
     Condition,
     Filter,
@@ -41,8 +40,6 @@ from projections.vectors.store import (
     VectorStore,
 )
 
-META = "store.json"
-log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SCHEMAS: dict[IndexKind, qe.PayloadSchemaType] = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -127,13 +124,11 @@ class EdgeStore(VectorStore):
         with self._lock:
             if name in self._open:
                 return self._open[name]
-            meta_path = self._dir(name) / META
-            if not meta_path.is_file():
+            if not (self._dir(name) / META).is_file():
                 raise StoreNotFound(name)
-            meta = json.loads(meta_path.read_text())
-            space = Space(size=int(meta["size"]), distance=meta["distance"])
+            space, indexes = edge_index.read_meta(self._dir(name))
             shard = qe.EdgeShard.load(str(self._dir(name)), shard_config(space))
-            store = _Store(shard, space, dict(meta.get("indexes", {})))
+            store = _Store(shard, space, indexes)
             try:  # re-create indexes the metadata records but the shard lacks
                 present = {k: v.data_type for k, v in shard.info().payload_schema.items()}
                 for key, kind in store.indexes.items():
@@ -294,12 +289,7 @@ class EdgeStore(VectorStore):
         request = _scroll_request(filter, limit, after, True)
         with src.lock:
             records, nxt = src.shard.scroll(request)
-        points = []
-        for record in records:
-            new_id, payload = relabel(dict(record.payload or {}))
-            vector = record.vector
-            assert vector is not None  # scrolled with vectors
-            points.append(qe.Point(id=new_id, vector=vector, payload=payload))
+        points = edge_index.points_of(records, relabel)
         if points:
             with dst.lock:
                 dst.shard.update(qe.UpdateOperation.upsert_points(points))

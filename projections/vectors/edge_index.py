@@ -4,8 +4,9 @@ Qdrant Edge builds a shard's HNSW index in ``optimize``, which holds the whole p
 (Python's GIL included) until it is done: about a minute for 100,000 384-d vectors. So
 a store is indexed in a copy of itself:
 
-1. under the store's lock (a fraction of a second): flush the live shard, copy its
-   files to ``.build-<name>-<id>`` and start a child process that optimizes the copy;
+1. under the store's lock (for as long as copying its files takes: 0.1 s at 10,000
+   384-d points, 2-4 s at 1,000,000): flush the live shard, copy its files to
+   ``.build-<name>-<id>`` and start a child process that optimizes the copy;
 2. meanwhile the live shard takes every write and query; the IDs written since the
    copy are noted;
 3. when the child is done, the noted points are brought over from the live shard into
@@ -39,7 +40,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from projections.vectors.store import Distance, IndexKind, IndexState, Space
+from projections.vectors.store import Distance, IndexKind, IndexState, Relabel, Space
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ META = "store.json"
 BUILD = ".build-"
 OLD = ".old-"
 # HNSW parameters: recall >= 0.95 at the default per-query ef on clustered vectors and
-# on MiniLM embeddings (bench/vectors.py measures it).
+# on MiniLM embeddings (bench/vector_index.py measures it).
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 128
 FULL_SCAN_KB = 10_000  # segments smaller than this are searched exactly (Qdrant's default)
@@ -69,9 +70,23 @@ def shard_config(space: Space) -> qe.EdgeConfig:
     return qe.EdgeConfig(vectors=params, hnsw_config=hnsw)
 
 
-def read_space(directory: Path) -> Space:
+def read_meta(directory: Path) -> tuple[Space, dict[str, IndexKind]]:
+    """The space and payload indexes a store's ``store.json`` records."""
     meta = json.loads((directory / META).read_text())
-    return Space(size=int(meta["size"]), distance=meta["distance"])
+    return Space(size=int(meta["size"]), distance=meta["distance"]), dict(meta.get("indexes", {}))
+
+
+def points_of(records: list[qe.Record], relabel: Relabel | None = None) -> list[qe.Point]:
+    """New points of scrolled or retrieved records (read with vectors), as they are or under
+    the ID and payload ``relabel`` makes of each payload; vectors pass through unconverted."""
+    points = []
+    for record in records:
+        payload = dict(record.payload or {})
+        new_id, payload = relabel(payload) if relabel else (record.id, payload)
+        vector = record.vector
+        assert vector is not None  # read with vectors
+        points.append(qe.Point(id=new_id, vector=vector, payload=payload))
+    return points
 
 
 @dataclass
@@ -225,7 +240,6 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(f"the process that started this build ({parent}) is gone")
 
 
-Load = Callable[[Path], qe.EdgeShard]
 Retrieve = Callable[[list[Any]], list[qe.Record]]  # point IDs -> records
 CATCH_UP_LOCKED = 2_000  # points written since the copy that are brought over under the lock
 CATCH_UP_ROUNDS = 5  # rounds outside the lock at most (a steady stream of writes)
@@ -237,10 +251,7 @@ def bring_over(ids: set[str], retrieve: Retrieve, built: qe.EdgeShard) -> None:
     for start_at in range(0, len(touched), 1024):
         chunk: list[qe.PointId] = list(touched[start_at : start_at + 1024])
         records = retrieve(chunk)
-        present = [
-            qe.Point(id=r.id, vector=_vector(r.vector), payload=dict(r.payload or {}))
-            for r in records
-        ]
+        present = points_of(records)
         if present:
             built.update(qe.UpdateOperation.upsert_points(present))
         kept = {str(r.id) for r in records}
@@ -302,16 +313,10 @@ def recover_store(root: Path, name: str) -> None:
         os.rename(old, live)
 
 
-def _vector(vector: Any) -> list[float]:
-    if isinstance(vector, dict):
-        vector = vector.get("")
-    return [float(x) for x in vector]
-
-
 def main(directory: str, parent: str) -> None:
     _die_with_parent(int(parent))
     path = Path(directory)
-    shard = qe.EdgeShard.load(str(path), shard_config(read_space(path)))
+    shard = qe.EdgeShard.load(str(path), shard_config(read_meta(path)[0]))
     try:
         shard.optimize()
         shard.flush()

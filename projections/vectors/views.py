@@ -391,7 +391,10 @@ class CopyOnWrite:
         """Forget a collection's view; its points go at the next garbage collection. The
         view goes first, its marks after: a crash in between leaves marks of a view nobody
         reads, never a view without its marks."""
-        view = self.view(collection_id) if self.has_view(collection_id) else None
+        try:
+            view: View | None = self.view(collection_id)
+        except UnknownCollection:
+            view = None
         with self.db.transaction() as cur:
             self._changed(cur)
             cur.execute("DELETE FROM vector_views WHERE collection_id = ?", [collection_id])
