@@ -6,19 +6,23 @@ B documents a request, each with a random 384-d vector and a small payload, unti
 documents are in. Prints documents/s for each fifth of the run (flat, or slowing as the
 collection grows), request p50/p99, errors, the stack's CPU seconds per 1,000 documents,
 and the bytes on disk per document of the event store, the read model and the vector
-store.
+store (SQLite's write-ahead logs included). Each form a client may send vectors in (JSON
+lists of numbers, or packed: base64 of float32) runs on a stack of its own.
 
-    python bench/ingest.py [--documents 20000] [--clients 4] [--batch 150]
+    python bench/ingest.py [--documents 20000] [--clients 4] [--batch 150] [--forms lists,packed]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -33,9 +37,17 @@ GOAL = 3_000
 
 
 def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes a file or a folder's files take on disk: their allocated blocks (Qdrant Edge
+    sizes some files far beyond what they hold, and leaves the rest unwritten)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_blocks * 512 for p in files)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle (from /proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def setup(http: httpx.Client) -> None:
@@ -57,14 +69,23 @@ def setup(http: httpx.Client) -> None:
 
 
 def client_loop(
-    url: str, key: str, batches: list[int], batch: int, out: list[tuple[float, float, int]]
+    url: str,
+    key: str,
+    batches: list[int],
+    batch: int,
+    packed: bool,
+    out: list[tuple[float, float, int]],
 ) -> None:
     """POST the batches numbered ``batches``; records (end time, seconds, HTTP status)."""
     rng = np.random.default_rng(batches[0] if batches else 0)
     headers = {"Authorization": f"Bearer {key}", "X-Namespace": "ingest"}
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         for number in batches:
-            vectors = rng.standard_normal((batch, DIM)).astype(np.float32).tolist()
+            values = rng.standard_normal((batch, DIM)).astype("<f4")
+            if packed:  # base64 of little-endian float32, as envbranch's commands carry it
+                vectors: list[Any] = [base64.b64encode(v.tobytes()).decode() for v in values]
+            else:  # a JSON list of numbers, as Mixpeek's clients send it
+                vectors = values.tolist()
             documents = [
                 {"document_id": f"d{number}-{i}", "vector": v, "payload": {"n": i}}
                 for i, v in enumerate(vectors)
@@ -84,13 +105,23 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=150)
+    parser.add_argument(
+        "--forms", default="lists,packed", help="how clients send vectors: lists, packed or both"
+    )
     args = parser.parse_args()
     print(f"ingestion through the API, {time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(f"machine: {machine()}")
     print(
         f"run:     {args.documents} documents with their own {DIM}-d vectors, {args.clients} "
-        f"clients, {args.batch} a request; `envbranch up` (SQLite, Qdrant Edge) as a child"
+        f"clients, {args.batch} a request; `envbranch up` (SQLite, Qdrant Edge) as a child, "
+        "a new one for each form"
     )
+    for form in args.forms.split(","):
+        print(f"\nvectors sent as {form}:")
+        run(args, packed=form == "packed")
+
+
+def run(args: argparse.Namespace, packed: bool) -> None:
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root, port = Path(tmp), free_port()
         data = root / "data"
@@ -111,18 +142,25 @@ def main() -> None:
             threads = [
                 threading.Thread(
                     target=client_loop,
-                    args=(url, key, batches[c :: args.clients], args.batch, results),
+                    args=(url, key, batches[c :: args.clients], args.batch, packed, results),
                 )
                 for c in range(args.clients)
             ]
             cpu, start = cpu_seconds(process.pid), time.perf_counter()
+            mine, busy = time.process_time(), machine_busy()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             wall, cpu = time.perf_counter() - start, cpu_seconds(process.pid) - cpu
+            mine, busy = time.process_time() - mine, machine_busy() - busy
             check_alive(process, log)
         report(results, start, wall, cpu, args.batch, data)
+        print(
+            f"the machine's CPUs were {busy / wall / (os.cpu_count() or 1):.0%} busy: "
+            f"`envbranch up` {cpu / wall:.2f} cores, the clients {mine / wall:.2f}, the rest "
+            f"(the broker, the system) {(busy - cpu - mine) / wall:.2f}"
+        )
 
 
 def report(
@@ -148,8 +186,8 @@ def report(
     print(f"request p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms")
     print(f"envbranch up: {cpu / max(documents, 1) * 1000:.2f} CPU s per 1,000 documents")
     parts = {
-        "event store": size_of(data / "events.sqlite3"),
-        "read model": size_of(data / "read_model.sqlite3"),
+        "event store": sum(size_of(p) for p in data.glob("events.sqlite3*")),
+        "read model": sum(size_of(p) for p in data.glob("read_model.sqlite3*")),
         "vector store": size_of(data / "vectors"),
     }
     per = {k: v / max(documents, 1) for k, v in parts.items()}

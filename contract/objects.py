@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from contract.requests import Body
 from domain.mixpeek_options import FalseByDefault, TrueByDefault, Unsupported
-from domain.values import BucketObject, Component, Document
+from domain.values import BucketObject, Document, Vector
 
 # Mixpeek's blob types: the text one is the object's text; plain values go into its
 # metadata under their property; files (image, audio, video, pdf, excel) envbranch does not
@@ -78,9 +78,7 @@ class DocumentsCreateRequest(Body):
 
     documents: Annotated[list[Document], Field(min_length=1, max_length=1000)] | None = None
     metadata: dict[str, Any] | None = None
-    vectors: dict[str, Annotated[list[Component], Field(min_length=1, max_length=8192)]] | None = (
-        None
-    )
+    vectors: dict[str, Vector] | None = None
     collection_id: Unsupported = None  # the path names the collection
     root_object_id: Unsupported = None
     root_bucket_id: Unsupported = None

@@ -20,6 +20,7 @@ from domain.mixpeek_options import (
     TrueByDefault,
     Unsupported,
 )
+from domain.packed_vectors import size_of
 from domain.values import (
     BucketObject,
     BucketSchema,
@@ -185,7 +186,7 @@ class DocumentsWriteRequest(Body):
 
     @model_validator(mode="after")
     def _one_vector_size(self) -> DocumentsWriteRequest:
-        sizes = {len(d.vector) for d in self.documents if d.vector is not None}
+        sizes = {size_of(d.vector) for d in self.documents if d.vector is not None}
         if len(sizes) > 1:
             raise ValueError(f"documents' vectors differ in size: {sorted(sizes)}")
         return self

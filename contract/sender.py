@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaProducer
 
 from domain.envelopes import Topics
+from domain.errors import CommandRejected, ErrorCode
 
 # aiokafka's own default: larger commands fail here, before they reach the broker.
 DEFAULT_MAX_REQUEST_SIZE = 1024 * 1024
@@ -84,12 +85,19 @@ class CommandSender:
         command_id: str,
         key: str | None,
         issued_at: datetime | None = None,
+        max_bytes: int | None = None,
     ) -> Landed:
-        """Send one command; return where it landed once Kafka has it."""
+        """Send one command; return where it landed once Kafka has it. One larger than
+        ``max_bytes`` is refused before it is sent, as the command processor would refuse it."""
         envelope = command_envelope(type_, body, actor, command_id, issued_at)
-        return await self.send_encoded(
-            json.dumps(envelope).encode(), key=None if key is None else key.encode()
-        )
+        value = json.dumps(envelope).encode()
+        if max_bytes is not None and len(value) > max_bytes:
+            raise CommandRejected(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"command is {len(value)} bytes; the limit is {max_bytes}",
+                limit=max_bytes,
+            )
+        return await self.send_encoded(value, key=None if key is None else key.encode())
 
     async def send_encoded(self, value: bytes, *, key: bytes | None) -> Landed:
         """Send bytes as they are: a command file from the CLI may be anything at all,

@@ -15,11 +15,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     Strict,
+    Tag,
+    field_serializer,
     model_validator,
 )
 
+from domain import packed_vectors
 from domain.ids import ID_PATTERN
 from domain.json_limits import MAX_INT
 from domain.mixpeek_options import (
@@ -31,6 +35,7 @@ from domain.mixpeek_options import (
     SlashSeparator,
     Unsupported,
 )
+from domain.packed_vectors import MAX_DIMENSIONS
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -315,13 +320,43 @@ class BucketObject(Value):
         return self
 
 
+def _checked_packed(value: str) -> str:
+    packed_vectors.raw(value)  # raises ValueError saying what is wrong
+    return value
+
+
+# A vector as a JSON list of numbers, or packed (base64 of little-endian float32).
+PackedVector = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_checked_packed),
+    Field(
+        max_length=4 * ((4 * packed_vectors.MAX_DIMENSIONS + 2) // 3),
+        description="base64 of the vector's components as little-endian float32",
+    ),
+]
+VectorValues = Annotated[list[Component], Field(min_length=1, max_length=MAX_DIMENSIONS)]
+# One form or the other by the JSON type, so an error speaks of the form that was sent.
+Vector = Annotated[
+    Annotated[VectorValues, Tag("values")] | Annotated[PackedVector, Tag("packed")],
+    Discriminator(lambda v: "packed" if isinstance(v, str) else "values"),
+]
+
+
 class Document(Value):
-    """A document written straight into a collection, with its own vector or text to embed."""
+    """A document written straight into a collection, with its own vector or text to embed.
+    Its vector comes as a list of numbers or packed; commands and events carry it packed."""
 
     document_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     text: str | None = None
-    vector: Annotated[list[Component], Field(min_length=1, max_length=8192)] | None = None
+    vector: Vector | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("vector", when_used="json")
+    def _packed(self, vector: list[float] | str | None) -> str | None:
+        if vector is None or isinstance(vector, str):
+            return vector
+        return packed_vectors.pack(vector)
 
     @model_validator(mode="after")
     def _has_text_or_vector(self) -> Document:

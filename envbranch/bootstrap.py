@@ -248,6 +248,7 @@ def build_api(
         timeout=settings.command_timeout,
         applied=signals.read_model_applied,  # a projector in this process wakes the wait
         fetch_max_wait_ms=settings.fetch_wait_ms,
+        max_command_bytes=settings.max_command_bytes,
     )
     app = create_app(db, gateway, keys, materializer, readiness)
     app.state.max_body_bytes = settings.max_command_bytes  # a larger body is no command

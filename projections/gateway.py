@@ -62,8 +62,10 @@ class CommandGateway:
         timeout: float = 30.0,
         applied: Wakeups | None = None,
         fetch_max_wait_ms: int = 100,
+        max_command_bytes: int = 1024 * 1024,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.max_command_bytes = max_command_bytes
         self.topics = topics
         # command_ids -> (position, digest) of the receipts of those the read model applied
         self.receipts = receipts
@@ -74,7 +76,10 @@ class CommandGateway:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         # (partition, offset, command_id) -> the reason; bounded, oldest dropped first
         self._rejections: dict[tuple[int, int, str | None], dict[str, Any]] = {}
-        self._sender = CommandSender(bootstrap_servers, topics)
+        # room for the record's own framing beyond the largest command
+        self._sender = CommandSender(
+            bootstrap_servers, topics, max_request_size=max_command_bytes + 64 * 1024
+        )
         self._dlq: AIOKafkaConsumer | None = None
         self._watcher: asyncio.Task[None] | None = None
         # command_id -> the writes waiting for it (the same command may be sent twice)
@@ -134,7 +139,14 @@ class CommandGateway:
         command_id = command_id or str(uuid.uuid4())
         # Checked here too, so that a bad command is rejected before it is sent.
         digest = command_from_document(command_envelope(type_, body, actor, command_id)).digest
-        landed = await self._sender.send(type_, body, actor, command_id=command_id, key=key or None)
+        landed = await self._sender.send(
+            type_,
+            body,
+            actor,
+            command_id=command_id,
+            key=key or None,
+            max_bytes=self.max_command_bytes,
+        )
         sent = Sent(command_id, digest, landed.partition, landed.offset)
         sent.position = await self.wait(sent)
         return sent

@@ -10,6 +10,7 @@ from eventsourcing.persistence import Tracking
 
 from application.environments import AlreadyProcessed, Environments, Outcome
 from contract.commands import BODIES, command_from_document
+from domain import packed_vectors
 from domain.base import Resource
 from domain.envelopes import EventEnvelope, envelope_of
 from domain.errors import CommandRejected, ErrorCode
@@ -1072,7 +1073,8 @@ def test_documents_are_written_and_deleted_as_events_with_ids(app):
     assert written.type == "Collection.DocumentsWritten"
     ids = [d["document_id"] for d in written.data["documents"]]
     assert ids[0] == "d1" and ids[1].startswith("obj_")
-    assert written.data["documents"][0]["vector"] == [0.1, 0.2]
+    # the event carries the vector packed: base64 of its float32 components
+    assert written.data["documents"][0]["vector"] == packed_vectors.pack([0.1, 0.2])
     assert deleted.type == "Collection.DocumentsDeleted"
     assert deleted.data["document_ids"] == ["d1"]
 

@@ -13,6 +13,7 @@ import pytest
 
 from application.environments import Environments
 from contract.commands import command_from_document
+from domain import packed_vectors
 from domain.envelopes import EventEnvelope, envelope_of
 from projections.sql import Database
 from projections.vectors.edge import EdgeStore
@@ -219,6 +220,35 @@ def test_documents_bring_their_own_vectors_or_are_embedded(world: World) -> None
     docs = world.docs(world.collection_id("prod", "docs"))
     assert docs["own"]["vector"] == pytest.approx(vector)
     assert docs["txt"]["payload"]["text"] == "hi" and len(docs["txt"]["vector"]) == 64
+
+
+def test_vectors_arrive_packed_and_land_as_those_of_an_event_from_before_packing(
+    world: World,
+) -> None:
+    setup(world, objects=0)
+    values = [0.1 * (i + 1) for i in range(64)]
+    documents = [
+        {"document_id": "listed", "vector": values},
+        {"document_id": "packed", "vector": packed_vectors.pack(values)},
+    ]
+    world.run(
+        "collections.documents.write",
+        inside({"collection_identifier": "docs", "documents": documents}),
+    )
+    (written,) = [e for e in world.events() if e.type == "Collection.DocumentsWritten"]
+    assert [d["vector"] for d in written.data["documents"]] == [packed_vectors.pack(values)] * 2
+    # as a version before packing wrote it: the same document with its vector as a list
+    older = written.model_copy(
+        update={
+            "position": world.events()[-1].position + 1,
+            "data": {"documents": [{"document_id": "older", "vector": values, "payload": {}}]},
+        }
+    )
+    world.materializer.apply([*world.events(), older])
+    docs = world.docs(world.collection_id("prod", "docs"))
+    assert docs["listed"]["vector"] == docs["packed"]["vector"] == docs["older"]["vector"]
+    norm = sum(v * v for v in values) ** 0.5  # the collection's space is cosine: kept unit
+    assert docs["packed"]["vector"] == pytest.approx([v / norm for v in values])
 
 
 def test_redelivered_events_change_nothing(world: World) -> None:

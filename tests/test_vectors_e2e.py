@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import random
 import uuid
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from domain import packed_vectors
 from envbranch import Client, EnvbranchError
 from tests.conftest import LiveStack
 
@@ -274,3 +277,62 @@ def test_swapping_to_a_real_embedding_model_and_reprocessing_gives_semantic_sear
     for query in ("oven", "a delicious meal"):
         assert search(client, ns, "search", query)[0][1] == "kafka"
         assert search(client, ns, "semantic", query)[0][1] == "cooking"
+
+
+def vectors_collection(client: Client, dim: int) -> str:
+    """A namespace with a collection "vecs" of ``dim``-d vectors."""
+    ns = f"vec-{uuid.uuid4().hex[:8]}"
+    client.namespaces.create({"namespace_name": ns})
+    client.buckets.create({"bucket_name": "b", "bucket_schema": {"properties": {}}}, namespace=ns)
+    extractor = {**TEXT, "params": {"dim": dim}}
+    client.collections.create(
+        {
+            "collection_name": "vecs",
+            "source": {"type": "bucket", "bucket_ids": ["b"]},
+            "feature_extractor": extractor,
+        },
+        namespace=ns,
+    )
+    return ns
+
+
+def test_vectors_sent_as_lists_or_packed_travel_packed_and_the_audit_keeps_digests(
+    client: Client,
+) -> None:
+    ns = vectors_collection(client, 384)
+    rng = random.Random(7)
+    # 150 documents whose vectors as JSON lists are more than the 1 MiB a command may be:
+    # the body is taken (a quarter of that once packed), and the command is well within
+    values = [[rng.uniform(-1, 1) for _ in range(384)] for _ in range(150)]
+    listed = [{"document_id": f"l{i}", "vector": v} for i, v in enumerate(values)]
+    assert len(json.dumps({"documents": listed})) > 1024 * 1024
+    written = client.collections.write_documents("vecs", listed, namespace=ns)
+    packed = [{"document_id": "p0", "vector": packed_vectors.pack(values[0])}]
+    client.collections.write_documents("vecs", packed, namespace=ns)
+    assert client.request("GET", "/v1/collections/vecs/index", Index, namespace=ns).documents == 151
+    entries = client.audit(command_id=written.command_id, type="Collection.DocumentsWritten")
+    (entry,) = entries.results
+    first = entry.data["documents"][0]
+    assert "vector" not in first
+    assert first["vector_size"] == 384
+    assert first["vector_digest"] == packed_vectors.digest(values[0])
+    assert len(json.dumps(entry.data)) < 150 * 200  # IDs and digests, not vectors
+
+
+def test_a_body_that_packs_into_too_large_a_command_is_refused_before_it_is_sent(
+    client: Client,
+) -> None:
+    ns = vectors_collection(client, 384)
+    # short numbers: as lists the body is under 1 MiB; packed, each vector is 2,048 characters
+    documents = [{"document_id": f"d{i}", "vector": [0.5] * 384} for i in range(520)]
+    assert len(json.dumps({"documents": documents})) < 1024 * 1024
+    with pytest.raises(EnvbranchError) as caught:
+        client.collections.write_documents("vecs", documents, namespace=ns)
+    assert caught.value.status == 413
+    assert "the limit is 1048576" in caught.value.message
+    assert client.request("GET", "/v1/collections/vecs/index", Index, namespace=ns).documents == 0
+    # a body beyond four times the limit is refused as it is read
+    huge = [{"document_id": f"d{i}", "vector": [0.123456789] * 384} for i in range(1000)]
+    with pytest.raises(EnvbranchError) as caught:
+        client.collections.write_documents("vecs", huge, namespace=ns)
+    assert caught.value.status == 413

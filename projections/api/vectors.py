@@ -28,7 +28,7 @@ from projections.api.lookups import Row, collections_of, find, taxonomy_inputs
 from projections.api.services import Services
 from projections.api.writes import Written, created_by, fields, write
 from projections.auth import Principal
-from projections.json_bodies import LimitedJsonRoute
+from projections.json_bodies import LimitedJsonRoute, VectorJsonRoute
 from projections.vectors.materializer import VectorMaterializer
 from projections.vectors.retrieval import (
     CollectionNotFound,
@@ -195,7 +195,6 @@ async def data_command(
     return await until_materialized(svc, written)
 
 
-@router.post("/v1/collections/{identifier}/documents", response_model=DocumentsWritten)
 async def write_documents(
     identifier: str,
     body: DocumentsCreateRequest,
@@ -212,6 +211,15 @@ async def write_documents(
     )
     first = ids[0] if ids else None  # Mixpeek's one document
     return {**written, "collection_id": collection_id, "document_ids": ids, "document_id": first}
+
+
+router.add_api_route(
+    "/v1/collections/{identifier}/documents",
+    write_documents,
+    methods=["POST"],
+    response_model=DocumentsWritten,
+    route_class_override=VectorJsonRoute,
+)
 
 
 @router.post("/v1/collections/{identifier}/documents/delete", response_model=WriteAccepted)

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from domain import packed_vectors
 from domain.base import Aggregate
 from domain.bucket import Bucket
 from domain.collection import Collection, CollectionStatus, VectorMode
@@ -375,6 +376,8 @@ class VectorMaterializer:
         points = []
         for d in documents:
             vector = d.get("vector") or embedded[id(d)]
+            if isinstance(vector, str):
+                vector = packed_vectors.unpack(vector)
             if len(vector) != extractor.space.size:
                 log.warning(
                     "document %s of %s has a %s-d vector; the collection's space is %s-d: skipped",
