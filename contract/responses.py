@@ -228,6 +228,46 @@ class AuditEntry(Model):
     data: dict[str, Any]
 
 
+class DeadLetter(Model):
+    """A rejected command on the dead-letter queue, with its reason and whether a command
+    with its command_id was applied since."""
+
+    dlq_offset: int
+    rejected_at: str
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    command_id: str | None = None
+    command_type: str | None = None
+    command: dict[str, Any] | None = None  # the original command, when it is a JSON object
+    raw: str | None = None  # the start of the original bytes, when they are not
+    source_partition: int | None = None
+    source_offset: int | None = None
+    truncated: bool = False
+    applied: bool
+
+
+class RedriveRequest(Model):
+    model_config = ConfigDict(extra="forbid")
+
+    dlq_offsets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1000)]
+
+
+class Redriven(Model):
+    dlq_offset: int
+    command_id: str | None = None
+    # applied: sent again and applied now; already_applied: nothing sent; rejected: sent
+    # again (or unreadable) and refused, see message; not_found: no such entry
+    outcome: Literal["applied", "already_applied", "rejected", "not_found"]
+    message: str | None = None
+    position: int | None = None  # of the receipt, when applied now
+
+
+class RedriveAnswer(Model):
+    results: list[Redriven]
+
+
 class ApiKeyCreateRequest(Model):
     model_config = ConfigDict(extra="forbid")
 

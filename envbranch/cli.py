@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from domain.envelopes import Topics, read_event
 from envbranch.bootstrap import prepare_read_side
 from envbranch.broker import EmbeddedBroker
+from envbranch.dlq_cli import add_parsers as add_dlq_parsers
 from envbranch.publisher import publish_command
 from envbranch.readiness import StartupFailed
 from envbranch.release_cli import cmd_audit, cmd_checkpoint, cmd_diff, cmd_replay
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_checkpoint,
         _add_demo,
         _add_schemas,
+        add_dlq_parsers,
     ):
         add_subcommand(sub)
     return parser

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contract.commands import command_from_document
+from contract.commands import command_from_document, decode_command
 from contract.sender import CommandSender, command_envelope
 from domain.envelopes import Topics, read_rejection
 from domain.errors import CommandRejected, ErrorCode
@@ -148,6 +148,21 @@ class CommandGateway:
             max_bytes=self.max_command_bytes,
         )
         sent = Sent(command_id, digest, landed.partition, landed.offset)
+        sent.position = await self.wait(sent)
+        return sent
+
+    async def resend(self, value: bytes, key: bytes | None) -> Sent:
+        """Send a command's bytes again as they were (a dead letter's redrive) and wait
+        until it is applied; CommandRejected if it cannot be read or is rejected again."""
+        if len(value) > self.max_command_bytes:
+            raise CommandRejected(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"command is {len(value)} bytes; the limit is {self.max_command_bytes}",
+                limit=self.max_command_bytes,
+            )
+        command = decode_command(value)
+        landed = await self._sender.send_encoded(value, key=key)
+        sent = Sent(command.command_id, command.digest, landed.partition, landed.offset)
         sent.position = await self.wait(sent)
         return sent
 

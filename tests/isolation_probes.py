@@ -570,6 +570,8 @@ def probes_of(s: Sides) -> dict[str, list[Probe]]:
             for side in ("from", "to")
         ],
         "POST /v1/checkpoints": [],
+        "GET /v1/dlq": [],  # admin keys only (tests/test_dead_letters.py)
+        "POST /v1/dlq/redrive": [],
         "GET /v1/health": [],
         "GET /v1/health/live": [],
         "GET /v1/health/ready": [],

@@ -331,6 +331,8 @@ OPERATIONS = [
     "GET /v1/evaluations/{evaluation_id}",
     "GET /v1/diff",
     "POST /v1/checkpoints",
+    "GET /v1/dlq",
+    "POST /v1/dlq/redrive",
     "GET /v1/health",
     "GET /v1/health/live",
     "GET /v1/health/ready",

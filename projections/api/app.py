@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from projections.api import (
     api_keys,
     checkpoints,
+    console,
+    dead_letters,
     diffs,
     health,
     history,
@@ -35,7 +37,9 @@ ROUTERS = (
     releases,
     diffs,
     checkpoints,
+    dead_letters,
     health,
+    console,
 )
 
 
