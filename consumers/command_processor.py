@@ -21,7 +21,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -31,7 +32,9 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from application.environments import AlreadyProcessed, Environments
 from application.group_commit import Decided, Pending
+from consumers import metrics
 from consumers.dead_letters import send_to_dlq
+from consumers.metrics import type_of
 from contract.commands import Command, decode_command
 from domain.envelopes import Topics
 from domain.errors import CommandRejected, ErrorCode
@@ -67,6 +70,8 @@ class ProcessorConfig:
     fetch_max_wait_ms: int = 100
     # At most this many commands are decided together and stored in one transaction.
     max_batch_commands: int = 500
+    # aiokafka's security options (security_protocol, ssl_context, sasl_*), for every client
+    kafka_options: dict[str, Any] = field(default_factory=dict)
 
 
 class _Stopping(Exception):
@@ -109,6 +114,7 @@ class CommandProcessor:
         self.recorded: dict[TopicPartition, int] = {}
         self.processed = 0
         self.rejected = 0
+        self._types: list[str] = []
         # Rejections on the DLQ whose position is not stored yet, by (partition, cluster ID,
         # offset):
         # a batch tried again after a failed commit neither sends them twice nor decides them
@@ -123,6 +129,7 @@ class CommandProcessor:
             bootstrap_servers=cfg.bootstrap_servers,
             acks="all",
             max_request_size=cfg.max_command_bytes + 64 * 1024,
+            **cfg.kafka_options,
         )
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap_servers,
@@ -134,8 +141,11 @@ class CommandProcessor:
             max_partition_fetch_bytes=max(cfg.max_command_bytes * 2, 1024 * 1024),
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             fetch_max_bytes=max(cfg.max_command_bytes * 4, 50 * 1024 * 1024),
+            **cfg.kafka_options,
         )
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
+        self.admin = AIOKafkaAdminClient(
+            bootstrap_servers=cfg.bootstrap_servers, **cfg.kafka_options
+        )
         await self.admin.start()
         self.cluster_id = await self._current_cluster_id()
         await self.producer.start()
@@ -264,9 +274,11 @@ class CommandProcessor:
                     log.exception("storing %s commands failed; trying smaller batches", len(chunk))
                 continue
             self._stored(tp, decided)
+            metrics.stored(chunk, self._types, decided.results)
 
     def _decide(self, records: list[ConsumerRecord]) -> Decided:
         pending: list[Pending] = []
+        self._types = []  # each command's type, for the metrics once the batch is stored
         for record in records:
             command: Command | CommandRejected | None = self._dead_lettered.get(
                 self._dlq_key(record)
@@ -277,6 +289,7 @@ class CommandProcessor:
                 except CommandRejected as rejected:
                     command = rejected
             pending.append((command, tracking_of(self.cluster_id, record)))
+            self._types.append(command.type if isinstance(command, Command) else type_of(record))
         return self.app.decide(pending)
 
     def _dlq_key(self, record: ConsumerRecord) -> tuple[TopicPartition, str, int]:
@@ -326,6 +339,8 @@ class CommandProcessor:
         if self._dlq_key(record) in self._dead_lettered:
             # On the DLQ already, from a batch that did not land: store that outcome.
             await asyncio.to_thread(self.app.record_position, tracking)
+            rejected = self._dead_lettered[self._dlq_key(record)]
+            metrics.stored([record], [type_of(record)], [rejected])
             self.rejected += 1
             self.recorded[tp] = tracking.notification_id
             self._forget_dead_letters(tp)
@@ -360,6 +375,7 @@ class CommandProcessor:
     async def _apply(self, record: ConsumerRecord, tracking: Tracking) -> None:
         command = self._read(record)
         outcome = await asyncio.to_thread(self.app.execute, command, tracking)
+        metrics.stored([record], [command.type], [outcome])
         self.processed += 1
         if outcome.duplicate:
             log.info("command %s applied before; nothing written", command.command_id)
@@ -385,6 +401,7 @@ class CommandProcessor:
         processor."""
         await self._send_until_sent(record, rejected)
         await asyncio.to_thread(self.app.record_position, tracking)
+        metrics.stored([record], [type_of(record)], [rejected])
         self.rejected += 1
 
     async def _send_until_sent(self, record: ConsumerRecord, rejected: CommandRejected) -> None:

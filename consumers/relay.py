@@ -19,7 +19,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -29,6 +30,7 @@ from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
 from application.environments import Environments
+from consumers import metrics
 from domain.envelopes import (
     NOT_DATA,
     POSITION_HEADER,
@@ -52,6 +54,8 @@ class RelayConfig:
     # How often to check that the broker still serves the same log (its cluster ID).
     identity_check_seconds: float = 0.5
     max_batch_bytes: int = 900 * 1024
+    # aiokafka's security options (security_protocol, ssl_context, sasl_*), for every client
+    kafka_options: dict[str, Any] = field(default_factory=dict)
 
 
 class Wakeups(Protocol):
@@ -91,9 +95,12 @@ class Relay:
             max_batch_size=self.config.max_batch_bytes,
             max_request_size=self.config.max_batch_bytes + 128 * 1024,
             request_timeout_ms=10_000,
+            **self.config.kafka_options,
         )
         await self.producer.start()
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.config.bootstrap_servers)
+        self.admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.config.bootstrap_servers, **self.config.kafka_options
+        )
         await self.admin.start()
         try:
             await self._resync()
@@ -122,6 +129,7 @@ class Relay:
                 elif page:
                     await self._publish(page)
                     self.published = page[-1].id
+                    metrics.relayed(_stored_at(page[:1]))  # the page's oldest event
                 else:
                     await self._idle(ticket)
             except (TimeoutError, KafkaError, OSError) as e:
@@ -150,7 +158,9 @@ class Relay:
             published = self.published
             try:
                 on_topic = await last_position_on_topic(
-                    self.config.bootstrap_servers, self.config.topics.events
+                    self.config.bootstrap_servers,
+                    self.config.topics.events,
+                    self.config.kafka_options,
                 )
             except Exception as e:  # noqa: BLE001 - the broker may be away: check again later
                 log.warning("could not read the topic's tail (%r); again later", e)
@@ -213,7 +223,9 @@ class Relay:
         if self.ensure_topic is not None:
             await self.ensure_topic()
         topic = self.config.topics.events
-        on_topic = await last_position_on_topic(self.config.bootstrap_servers, topic)
+        on_topic = await last_position_on_topic(
+            self.config.bootstrap_servers, topic, self.config.kafka_options
+        )
         # Positions beyond the store's are not the relay's (a forged or foreign record).
         stored = await asyncio.to_thread(self.app.recorder.max_notification_id)
         on_topic = min(on_topic, stored or 0)
@@ -227,14 +239,19 @@ class Relay:
         self.published = on_topic
 
 
-async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
+async def last_position_on_topic(
+    bootstrap_servers: str, topic: str, kafka_options: dict[str, Any] | None = None
+) -> int:
     """The position of the last event on the topic (0 when it holds none).
 
     Only a record that is an event envelope whose position matches its header counts:
     anything else on the topic (which only the relay should write to) is passed over, and
     the search goes further back until it finds one of the relay's own records."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, request_timeout_ms=10_000
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        request_timeout_ms=10_000,
+        **(kafka_options or {}),
     )
     await consumer.start()
     try:
@@ -266,6 +283,18 @@ async def last_position_on_topic(bootstrap_servers: str, topic: str) -> int:
         return last
     finally:
         await consumer.stop()
+
+
+def _stored_at(notifications: Sequence[Notification]) -> list[float]:
+    """When events were stored (their timestamps), where a plain JSON state tells it."""
+    found = []
+    for notification in notifications:
+        try:
+            stamp = json.loads(notification.state)["timestamp"]["_data_"]
+            found.append(datetime.fromisoformat(stamp).timestamp())
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            continue  # a compressed or encrypted store: not timed
+    return found
 
 
 def envelope_bytes(notification: Notification, mapper: Mapper[Any]) -> bytes:

@@ -258,8 +258,9 @@ class Redriven(Model):
     dlq_offset: int
     command_id: str | None = None
     # applied: sent again and applied now; already_applied: nothing sent; rejected: sent
-    # again (or unreadable) and refused, see message; not_found: no such entry
-    outcome: Literal["applied", "already_applied", "rejected", "not_found"]
+    # again (or unreadable) and refused, see message; timeout: sent again, no outcome in
+    # time (see later whether it is applied); not_found: no such entry
+    outcome: Literal["applied", "already_applied", "rejected", "timeout", "not_found"]
     message: str | None = None
     position: int | None = None  # of the receipt, when applied now
 

@@ -10,6 +10,7 @@ of it is each caller's business (a receipt in the read model, events, a DLQ entr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -49,7 +50,8 @@ def command_envelope(
 
 
 class CommandSender:
-    """A producer for the commands topic; ``start`` it in the event loop that sends."""
+    """A producer for the commands topic; ``start`` it in the event loop that sends.
+    ``kafka_options``: aiokafka's security options (security_protocol, ssl_context, sasl_*)."""
 
     def __init__(
         self,
@@ -57,10 +59,12 @@ class CommandSender:
         topics: Topics,
         *,
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics
         self.max_request_size = max_request_size
+        self.kafka_options = dict(kafka_options or {})
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -69,6 +73,7 @@ class CommandSender:
             bootstrap_servers=self.bootstrap_servers,
             acks="all",
             max_request_size=self.max_request_size,
+            **self.kafka_options,
         )
         await self._producer.start()
 

@@ -23,6 +23,7 @@ from application.environments import Environments
 from consumers.command_processor import CommandProcessor, ProcessorConfig
 from consumers.relay import Relay, RelayConfig
 from envbranch import signals
+from envbranch.connections import faust_credentials, kafka_options
 from envbranch.readiness import Readiness
 from envbranch.settings import Settings
 from projections import queries
@@ -30,7 +31,7 @@ from projections.api.app import create_app
 from projections.auth import ApiKeys
 from projections.gateway import CommandGateway
 from projections.read_model import ReadModel
-from projections.sql import Database
+from projections.sql import Database, libpq_tls
 from projections.vectors.edge import EdgeStore
 from projections.vectors.materializer import VectorMaterializer
 from projections.vectors.qdrant import QdrantStore
@@ -46,7 +47,8 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing settings of the event store."""
     if settings.event_store == "postgres":
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # eventsourcing's PostgreSQL store, with libpq's TLS parameters added
+            "PERSISTENCE_MODULE": "envbranch.postgres_store:TlsPostgresFactory",
             "POSTGRES_DBNAME": "envbranch",
             "POSTGRES_HOST": "127.0.0.1",
             "POSTGRES_PORT": "5432",
@@ -111,6 +113,7 @@ def command_processor(
             max_command_bytes=settings.max_command_bytes,
             fetch_max_wait_ms=settings.fetch_wait_ms,
             max_batch_commands=settings.max_batch_commands,
+            kafka_options=kafka_options(settings.kafka_security),
         ),
         ensure_topics=recreate_topics,
         ready=readiness.event("command-processor"),
@@ -129,7 +132,12 @@ def relay(
     """The event store's events onto envbranch.events; reports to ``readiness``."""
     publisher = Relay(
         open_event_store(settings),
-        RelayConfig(bootstrap_servers, topics=settings.topics, page_size=settings.relay_page_size),
+        RelayConfig(
+            bootstrap_servers,
+            topics=settings.topics,
+            page_size=settings.relay_page_size,
+            kafka_options=kafka_options(settings.kafka_security),
+        ),
         ensure_topic=recreate_topics,
         ready=readiness.event("relay"),
         wakeups=signals.events_stored,
@@ -151,6 +159,7 @@ async def wake_relay_on_notify(settings: Settings, relay: Relay, stop: asyncio.E
         dbname=env["POSTGRES_DBNAME"],
         user=env["POSTGRES_USER"],
         password=env.get("POSTGRES_PASSWORD") or None,
+        **libpq_tls(env),
     )
     channel = log_index.events_channel(relay.app.recorder)
     await signals.listen_postgres(conninfo, channel, signals.events_stored, stop)
@@ -186,7 +195,8 @@ def prepare_read_side(settings: Settings) -> tuple[Database, ReadModel, ApiKeys]
 
 def open_vectors(settings: Settings) -> VectorStore:
     if settings.qdrant_url:
-        return QdrantStore.server(settings.qdrant_url)
+        key = settings.qdrant_api_key
+        return QdrantStore.server(settings.qdrant_url, key.get_secret_value() if key else None)
     return EdgeStore(settings.data_dir / "vectors")
 
 
@@ -220,6 +230,8 @@ def faust_app(
         settings.data_dir / "faust",
         materializer=materializer,
         fetch_max_wait_ms=settings.fetch_wait_ms,
+        kafka_options=kafka_options(settings.kafka_security),
+        broker_credentials=faust_credentials(settings.kafka_security),
     )
     if read_model is not None:
         # Writes waiting in this process's API for their receipts look again at once.
@@ -249,6 +261,7 @@ def build_api(
         applied=signals.read_model_applied,  # a projector in this process wakes the wait
         fetch_max_wait_ms=settings.fetch_wait_ms,
         max_command_bytes=settings.max_command_bytes,
+        kafka_options=kafka_options(settings.kafka_security),
     )
     app = create_app(db, gateway, keys, materializer, readiness)
     app.state.max_body_bytes = settings.max_command_bytes  # a larger body is no command

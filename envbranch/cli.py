@@ -11,18 +11,22 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from domain.envelopes import Topics, read_event
 from envbranch.bootstrap import prepare_read_side
 from envbranch.broker import EmbeddedBroker
+from envbranch.connections import kafka_options, preflight
 from envbranch.dlq_cli import add_parsers as add_dlq_parsers
 from envbranch.publisher import publish_command
 from envbranch.readiness import StartupFailed
 from envbranch.release_cli import cmd_audit, cmd_checkpoint, cmd_diff, cmd_replay
 from envbranch.settings import Settings
 from envbranch.stack import COMPONENTS, READY_TIMEOUT, bind_api_socket, run
+from envbranch.status_cli import add_parser as add_status_parser
+from envbranch.tasks_cli import add_parser as add_tasks_parser
 from projections.auth import ApiKeys
 
 
@@ -52,6 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if bootstrap is None:
             broker = EmbeddedBroker(port=args.port, log_path=settings.data_dir / "broker.log")
             bootstrap = broker.start()
+        preflight(settings, bootstrap)  # a refused password or certificate: one clear line
         _, _, keys = prepare_read_side(settings)
         run(
             settings,
@@ -83,6 +88,7 @@ def _say_it_is_up(settings: Settings, bootstrap: str, keys: ApiKeys) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one or more components against KAFKA_BOOTSTRAP_SERVERS (one per container)."""
     settings = Settings.from_env()
+    preflight(settings, _bootstrap(settings))  # a refused password or certificate: one line
     run(settings, _bootstrap(settings), args.components)
     return 0
 
@@ -92,6 +98,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     key = args.key.encode() if args.key else None
+    preflight(settings, _bootstrap(settings), postgres=False)
     outcome = asyncio.run(
         publish_command(
             _bootstrap(settings),
@@ -100,6 +107,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             wait=not args.no_wait,
             timeout=args.timeout,
             topics=settings.topics,
+            kafka_options=kafka_options(settings.kafka_security),
         )
     )
     where = f"partition {outcome.partition} offset {outcome.offset}"
@@ -122,12 +130,18 @@ def cmd_events(args: argparse.Namespace) -> int:
     """Print the event log (the audit log) from the start."""
     settings = Settings.from_env()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_print_events(_bootstrap(settings), settings.topics, args.follow, args.json))
+        preflight(settings, _bootstrap(settings), postgres=False)
+        security = kafka_options(settings.kafka_security)
+        asyncio.run(
+            _print_events(_bootstrap(settings), settings.topics, args.follow, args.json, security)
+        )
     return 0
 
 
-async def _print_events(bootstrap: str, topics: Topics, follow: bool, as_json: bool) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _print_events(
+    bootstrap: str, topics: Topics, follow: bool, as_json: bool, security: dict[str, Any]
+) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     await consumer.start()
     try:
         tp = TopicPartition(topics.events, 0)
@@ -211,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_demo,
         _add_schemas,
         add_dlq_parsers,
+        add_status_parser,
+        add_tasks_parser,
     ):
         add_subcommand(sub)
     return parser
@@ -284,7 +300,9 @@ def _add_replay(sub: _Subcommands[argparse.ArgumentParser]) -> None:
         "--verify", action="store_true", help="compare digests with the live read model"
     )
     replay.add_argument(
-        "--progress", action="store_true", help="show a progress bar even if stderr is no TTY"
+        "--progress",
+        action="store_true",
+        help="redraw the progress bar in place even if stderr is no TTY (else a line a second)",
     )
     replay.set_defaults(func=cmd_replay)
 

@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
+from contract.responses import Task
 from envbranch.client import Client, EnvbranchError
 from envbranch.corpus import evaluation_queries, load_corpus
+from envbranch.tasks_cli import watch
 
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
 MINILM = {"feature_extractor_name": "minilm_extractor", "version": "v1"}
@@ -61,13 +63,27 @@ class StepFailed(Exception):
 
 
 class Story:
-    """The demo's steps against any running stack; ``say`` prints what happened."""
+    """The demo's steps against any running stack; ``say`` prints what happened, and
+    ``progress`` (a stream), if given, shows the progress of the steps that wait."""
 
-    def __init__(self, client: Client, say: Callable[[str], None] = print, modules: int = 11):
+    def __init__(
+        self,
+        client: Client,
+        say: Callable[[str], None] = print,
+        modules: int = 11,
+        progress: TextIO | None = None,
+    ):
         self.client = client
         self.say = say
+        self.progress = progress
         self.corpus = load_corpus().sample(modules)
         self.results: list[tuple[str, bool]] = []
+
+    def wait(self, task_id: str, timeout: float) -> Task:
+        """The task once it has ended, its progress shown on the way."""
+        if self.progress is None:
+            return self.client.tasks.wait(task_id, timeout=timeout)
+        return watch(self.client, task_id, self.progress, interval=0.2, timeout=timeout)
 
     def check(self, step: str, ok: bool, detail: str) -> None:
         self.results.append((step, ok))
@@ -126,7 +142,7 @@ class Story:
     def staging(self, ns: str, staging: str) -> str:
         c = self.client
         answer = c.namespaces.clone(ns, {"namespace_name": staging})
-        task = c.tasks.wait(answer.task_id, timeout=300)
+        task = self.wait(answer.task_id, timeout=300)
         copied = (task.progress or {}).get("points_copied")
         self.check(
             "clone production to staging",
@@ -140,7 +156,7 @@ class Story:
         )
         waiting = c.collections.get("docs-minilm", namespace=staging).status
         started = c.collections.trigger("docs-minilm", namespace=staging)
-        done = c.tasks.wait(started["task_id"], timeout=600)
+        done = self.wait(started["task_id"], timeout=600)
         ready = c.collections.get("docs-minilm", namespace=staging).status
         self.check(
             "swap the embedding model in staging and reprocess",
@@ -230,9 +246,15 @@ class Story:
         )
 
 
-def run_story(client: Client, verify: Callable[[int], tuple[bool, str]], say=print) -> Story:
-    """Every step against a running stack; ``verify(position)`` replays and verifies."""
-    story = Story(client, say)
+def run_story(
+    client: Client,
+    verify: Callable[[int], tuple[bool, str]],
+    say=print,
+    progress: TextIO | None = None,
+) -> Story:
+    """Every step against a running stack; ``verify(position)`` replays and verifies;
+    ``progress``: where the waiting steps show their progress (none by default)."""
+    story = Story(client, say, progress=progress)
     suffix = os.urandom(3).hex()
     ns, staging = f"production-{suffix}", f"staging-{suffix}"
     story.production(ns)
@@ -302,12 +324,15 @@ def _wait(found: Callable[[], Any], process: subprocess.Popen, what: str) -> Any
     raise StepFailed(f"gave up waiting for {what}")
 
 
-def verifier(env: dict[str, str], into: Path) -> Callable[[int], tuple[bool, str]]:
-    """Replays the event store up to a position into ``into`` and verifies the digests."""
+def verifier(
+    env: dict[str, str], into: Path, progress: TextIO | None = None
+) -> Callable[[int], tuple[bool, str]]:
+    """Replays the event store up to a position into ``into`` and verifies the digests,
+    showing the replay's progress on ``progress`` if given."""
 
     def verify(position: int) -> tuple[bool, str]:
         from envbranch.bootstrap import open_event_store, open_read_model
-        from envbranch.replay import replay
+        from envbranch.replay import ProgressBar, replay
         from envbranch.settings import Settings
 
         settings = Settings.from_env(env)
@@ -315,7 +340,11 @@ def verifier(env: dict[str, str], into: Path) -> Callable[[int], tuple[bool, str
         deadline = time.monotonic() + 60
         while live.position() < position and time.monotonic() < deadline:
             time.sleep(0.05)
-        report = replay(open_event_store(settings), into, position, live, None)
+        bar = None
+        if progress is not None:
+            in_place = progress.isatty()
+            bar = ProgressBar(progress, in_place=in_place, min_interval=0 if in_place else 1)
+        report = replay(open_event_store(settings), into, position, live, bar)
         detail = (
             f"{report.events_applied} events rebuilt into {into}; digests of every table "
             f"equal at positions {report.verified_positions}"
@@ -335,7 +364,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"envbranch demo: embedded stack in {data_dir}", flush=True)
     try:
         with embedded_stack(data_dir) as (url, key, env), Client(url, key) as client:
-            story = run_story(client, verifier(env, data_dir / "replay"), _say)
+            verify = verifier(env, data_dir / "replay", sys.stdout)
+            story = run_story(client, verify, _say, sys.stdout)
     except (StepFailed, EnvbranchError) as e:
         print(f"demo failed: {e}", flush=True)
         return 1

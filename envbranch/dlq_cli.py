@@ -13,6 +13,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from contract.commands import decode_command
+from domain.errors import CommandRejected
+from envbranch.connections import kafka_options
 from envbranch.publisher import publish_command
 from envbranch.release_cli import _live_read_model, _utc
 from envbranch.settings import Settings
@@ -31,7 +34,8 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
         datetime.fromisoformat(since) if since else None,
         datetime.fromisoformat(until) if until else None,
     )
-    entries = asyncio.run(dl.read_dead_letters(_bootstrap(settings), settings.topics))
+    security = kafka_options(settings.kafka_security)
+    entries = asyncio.run(dl.read_dead_letters(_bootstrap(settings), settings.topics, security))
     shown, total = dl.listed(entries, filters, args.limit, args.offset)
     applied = dl.applied_ids(_live_read_model(settings).db, shown)
     rows = [e.as_dict(e.command_id in applied) for e in shown]
@@ -63,7 +67,9 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     entry already applied is not sent again. Exit 1 if any is rejected again or missing."""
     settings = Settings.from_env()
     bootstrap = _bootstrap(settings)
-    entries = dl.chosen(asyncio.run(dl.read_dead_letters(bootstrap, settings.topics)), args.offsets)
+    security = kafka_options(settings.kafka_security)
+    read = dl.read_dead_letters(bootstrap, settings.topics, security)
+    entries = dl.chosen(asyncio.run(read), args.offsets)
     db = _live_read_model(settings).db
     failed = False
     for offset in args.offsets:
@@ -79,9 +85,21 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
             print(f"{offset}: the DLQ kept only the start of this command (too large): not sent")
             failed = True
             continue
+        try:
+            decode_command(entry.value)  # sent as it was, so it must be a readable command
+        except CommandRejected as e:
+            print(f"{offset}: not sent: the entry is not a readable command ({e.code}: {e})")
+            failed = True
+            continue
         outcome = asyncio.run(
             publish_command(
-                bootstrap, entry.value, key=entry.key, timeout=args.timeout, topics=settings.topics
+                bootstrap,
+                entry.value,
+                key=entry.key,
+                timeout=args.timeout,
+                topics=settings.topics,
+                kafka_options=security,
+                as_is=True,
             )
         )
         if outcome.status == "accepted":

@@ -13,11 +13,13 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.commands import decode_command
 from contract.sender import CommandSender
 from domain import json_limits
 from domain.envelopes import EventEnvelope, Topics, read_event, read_rejection
@@ -61,10 +63,19 @@ async def publish_command(
     wait: bool = True,
     timeout: float = 30.0,
     topics: Topics | None = None,
+    kafka_options: Mapping[str, Any] | None = None,
+    as_is: bool = False,
 ) -> PublishOutcome:
+    """Send ``raw`` to the commands topic and, with ``wait``, watch for its outcome.
+    ``kafka_options``: aiokafka's security options (``envbranch.connections.kafka_options``).
+    ``as_is``: send ``raw`` unchanged; it must be a readable command (CommandRejected if not)."""
     topics = topics or Topics()
-    value, command_id = prepare_command(raw)
-    sender = CommandSender(bootstrap_servers, topics, max_request_size=MAX_REQUEST_SIZE)
+    security = dict(kafka_options or {})
+    # as_is: the bytes go unchanged (a redrive sends what was sent, command_id and actor)
+    value, command_id = (raw, decode_command(raw).command_id) if as_is else prepare_command(raw)
+    sender = CommandSender(
+        bootstrap_servers, topics, max_request_size=MAX_REQUEST_SIZE, kafka_options=security
+    )
     await sender.start()
     try:
         landed = await sender.send_encoded(value, key=key)
@@ -74,11 +85,10 @@ async def publish_command(
     if not wait:
         return outcome
     deadline = time.monotonic() + timeout
-    waiters = [asyncio.create_task(_watch_dlq(bootstrap_servers, topics, outcome, deadline))]
+    scan = _Scan(bootstrap_servers, security, deadline)
+    waiters = [asyncio.create_task(_watch_dlq(scan, topics, outcome))]
     if command_id is not None:
-        waiters.append(
-            asyncio.create_task(_watch_events(bootstrap_servers, topics, outcome, deadline))
-        )
+        waiters.append(asyncio.create_task(_watch_events(scan, topics, outcome)))
     done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -90,8 +100,20 @@ async def publish_command(
     return outcome
 
 
-async def _scan(bootstrap_servers: str, topic: str, deadline: float):  # type: ignore[no-untyped-def]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+@dataclass
+class _Scan:
+    """Where the watchers read, and until when."""
+
+    bootstrap_servers: str
+    kafka_options: dict[str, Any]
+    deadline: float
+
+
+async def _scan(scan: _Scan, topic: str):  # type: ignore[no-untyped-def]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=scan.bootstrap_servers, enable_auto_commit=False, **scan.kafka_options
+    )
+    deadline = scan.deadline
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -105,10 +127,8 @@ async def _scan(bootstrap_servers: str, topic: str, deadline: float):  # type: i
         await consumer.stop()
 
 
-async def _watch_events(
-    bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
-) -> None:
-    async for record in _scan(bootstrap, topics.events, deadline):
+async def _watch_events(scan: _Scan, topics: Topics, outcome: PublishOutcome) -> None:
+    async for record in _scan(scan, topics.events):
         envelope = read_event(record.value)
         if envelope is None or envelope.command_id != outcome.command_id:
             continue
@@ -121,10 +141,8 @@ async def _watch_events(
         await asyncio.sleep(3600)
 
 
-async def _watch_dlq(
-    bootstrap: str, topics: Topics, outcome: PublishOutcome, deadline: float
-) -> None:
-    async for record in _scan(bootstrap, topics.dlq, deadline):
+async def _watch_dlq(scan: _Scan, topics: Topics, outcome: PublishOutcome) -> None:
+    async for record in _scan(scan, topics.dlq):
         found = read_rejection(record.headers)
         if found is not None and (found.partition, found.offset) == (
             outcome.partition,
@@ -138,9 +156,17 @@ async def _watch_dlq(
 class Publisher:
     """Send commands straight to envbranch.commands from Python (no HTTP API needed)."""
 
-    def __init__(self, bootstrap_servers: str, topics: Topics | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Topics | None = None,
+        kafka_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``kafka_options``: aiokafka's security options, e.g.
+        ``envbranch.connections.kafka_options(Settings.from_env().kafka_security)``."""
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics or Topics()
+        self.kafka_options = dict(kafka_options or {})
 
     def publish(
         self,
@@ -167,5 +193,6 @@ class Publisher:
                 wait=wait,
                 timeout=timeout,
                 topics=self.topics,
+                kafka_options=self.kafka_options,
             )
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from contract import responses as s
+from projections import metrics
 
 WAITING_FOR = {
     "api": "the HTTP server to listen",
@@ -83,6 +84,25 @@ class Readiness:
     def event_store_position(self) -> int | None:
         """The event store's last position (blocking), or None if this process cannot tell."""
         return None if self._store_position is None else self._store_position()
+
+    def samples(self, events_topic: str) -> list[metrics.Sample]:
+        """Each component's position and lag as /metrics reports them (blocking)."""
+        try:
+            store = self.event_store_position()
+        except Exception:  # noqa: BLE001 - the store is away: positions without their lag
+            store = None
+        found: list[metrics.Sample] = []
+        for name, component in self._components.items():
+            try:
+                c = self._health(name, component, store)
+            except Exception:  # noqa: BLE001 - one component's position: the rest still show
+                continue
+            if c.partitions is not None:
+                for p in c.partitions:
+                    found += metrics.lag(c.name, p.topic, p.partition, p.end, p.position)
+            elif c.position is not None:
+                found += metrics.lag(c.name, events_topic, 0, store, c.position)
+        return found
 
     def components(self, store_position: int | None) -> list[s.ComponentHealth]:
         """Each component's state and lag (blocking: positions may be read from databases)."""

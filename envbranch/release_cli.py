@@ -63,8 +63,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         into = settings.data_dir / "replays" / f"{until}-{stamp}"
-    show = args.progress or sys.stderr.isatty()
-    report = r.replay(app, into, until, live, r.ProgressBar(sys.stderr) if show else None)
+    # Progress on stderr: redrawn in place on a terminal (or with --progress), else a line
+    # a second, so that a log shows how far a long replay got and how fast it goes.
+    in_place = args.progress or sys.stderr.isatty()
+    bar = r.ProgressBar(sys.stderr, in_place=in_place, min_interval=0.0 if in_place else 1.0)
+    report = r.replay(app, into, until, live, bar)
     print(f"replayed {report.events_applied} events (positions 1..{until}) into {report.into}")
     if live is None:
         return 0

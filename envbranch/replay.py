@@ -20,6 +20,7 @@ from typing import NamedTuple, TextIO
 
 from application.environments import Environments
 from domain.envelopes import EventEnvelope, envelope_of
+from envbranch.progress import ProgressLine
 from projections.read_model import DIGEST_INTERVAL, ReadModel, record_digests
 from projections.sql import Database
 
@@ -258,22 +259,23 @@ def compare(live: ReadModel, rebuilt: ReadModel, positions: list[int]) -> list[M
     return mismatches
 
 
-class ProgressBar:
-    """``\\r[#####-----]  52%  5200/10000 events`` on a stream, rewritten in place."""
+class ProgressBar(ProgressLine):
+    """``[#####-----]  52%  5200/10000 events  4,100 events/s`` on a stream: redrawn in
+    place (``in_place``, a terminal), else a line per change, ``min_interval`` apart."""
 
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self._shown: tuple[int, int] | None = None
+    def __init__(
+        self,
+        stream: TextIO,
+        width: int = 30,
+        *,
+        in_place: bool = True,
+        min_interval: float = 0.0,
+    ) -> None:
+        super().__init__(
+            stream, "events", in_place=in_place, width=width, min_interval=min_interval
+        )
 
     def __call__(self, done: int, total: int) -> None:
-        if self._shown == (done, total):
-            return
-        self._shown = (done, total)
-        fraction = done / total if total else 1.0
-        filled = int(self.width * fraction)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {int(100 * fraction):3d}%  {done}/{total} events")
+        self.update(done, total)
         if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.finish()

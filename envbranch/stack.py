@@ -17,12 +17,15 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import prometheus_client
 import uvicorn
 
 from envbranch import bootstrap
+from envbranch.connections import kafka_options
 from envbranch.readiness import Readiness, StartupFailed
 from envbranch.settings import Settings
 from envbranch.topics import ensure_topics, topic_plan
+from projections import metrics
 from projections.vectors.materializer import VectorMaterializer
 
 log = logging.getLogger(__name__)
@@ -133,13 +136,14 @@ async def run_components(
     ``ready_timeout`` seconds."""
     components = list(components)
     readiness = readiness or Readiness(components)
-    topics = settings.topics
-    await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
+    plan = topic_plan(settings.topics, settings.command_partitions)
+    security = kafka_options(settings.kafka_security)
+    await ensure_topics(bootstrap_servers, plan, kafka_options=security)
     if ready is not None:
         ready.set()
 
     async def recreate_topics() -> None:  # after a broker came back empty
-        await ensure_topics(bootstrap_servers, topic_plan(topics, settings.command_partitions))
+        await ensure_topics(bootstrap_servers, plan, kafka_options=security)
 
     runners: list[Any] = []
     for name in components:
@@ -192,6 +196,10 @@ def run(
     if "api" in components and api_socket is None:
         api_socket = bind_api_socket(settings)
     readiness = Readiness(components, bootstrap.event_store_position(settings))
+    metrics.add_source("components", lambda: readiness.samples(settings.topics.events))
+    if settings.metrics_port is not None and "api" not in components:
+        # the API serves /metrics itself; the other components on a port of their own
+        serve_metrics(settings)
     if FAUST & set(components):
         _run_in_faust_worker(
             settings, bootstrap_servers, components, readiness, api_socket, on_ready, ready_timeout
@@ -215,6 +223,18 @@ def run(
     asyncio.run(main())
 
 
+def serve_metrics(settings: Settings) -> None:
+    """/metrics of a process without the API, on ENVBRANCH_METRICS_PORT (a thread)."""
+    assert settings.metrics_port is not None
+    try:
+        prometheus_client.start_http_server(settings.metrics_port, settings.api_host)
+    except OSError as e:
+        raise StartupFailed(
+            f"cannot serve /metrics on {settings.api_host}:{settings.metrics_port} "
+            f"(ENVBRANCH_METRICS_PORT): {e.strerror or e}"
+        ) from None
+
+
 async def announce_when_ready(
     readiness: Readiness, on_ready: Callable[[], None], timeout: float
 ) -> None:
@@ -235,7 +255,9 @@ def _run_in_faust_worker(
 
     # The events topic must exist before the agents subscribe to it.
     plan = topic_plan(settings.topics, settings.command_partitions)
-    asyncio.run(ensure_topics(bootstrap_servers, plan))
+    asyncio.run(
+        ensure_topics(bootstrap_servers, plan, kafka_options=kafka_options(settings.kafka_security))
+    )
     app, materializer = bootstrap.faust_app(settings, bootstrap_servers, components, readiness)
     agents = [c for c in components if c in FAUST]
 

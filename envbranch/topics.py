@@ -7,6 +7,7 @@ the system's version clock.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -23,9 +24,11 @@ async def ensure_topics(
     bootstrap_servers: str,
     partitions: dict[str, int],
     replication_factor: int = 1,
+    kafka_options: dict[str, Any] | None = None,
 ) -> None:
-    """Create the missing topics; refuse an events topic with more than one partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Create the missing topics; refuse an events topic with more than one partition.
+    ``kafka_options``: aiokafka's security options (``envbranch.connections``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(kafka_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -9,6 +9,7 @@ same command_id): the read model's ``commands`` table has every applied command_
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from projections.sql import Database
 
 # What an entry shows of a command that is not JSON: its first characters.
 RAW_SHOWN = 2000
+# The entries read back: the newest this many (older ones stay on the topic, for Kafka's
+# own tools; a DLQ this long wants its causes fixed more than browsing).
+MAX_SCANNED = 10_000
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,8 @@ def _type_of(command: dict[str, Any] | None) -> str | None:
 async def read_dead_letters(
     bootstrap_servers: str, topics: Topics, client_options: dict[str, Any] | None = None
 ) -> list[DeadLetter]:
-    """Every entry on the DLQ now, oldest first."""
+    """The newest ``MAX_SCANNED`` entries on the DLQ now, oldest first (read from Kafka in
+    the event loop, made readable in a thread: a command may be a megabyte of JSON)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
@@ -139,16 +144,20 @@ async def read_dead_letters(
     try:
         tp = TopicPartition(topics.dlq, 0)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
-        entries: list[DeadLetter] = []
+        consumer.seek(tp, max(start, end - MAX_SCANNED))
+        records = []
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
-            for r in batch.get(tp, []):
-                entries.append(dead_letter(r.offset, r.timestamp, r.value, r.key, r.headers))
-        return entries
+            records += batch.get(tp, [])
     finally:
         await consumer.stop()
+
+    def readable() -> list[DeadLetter]:
+        return [dead_letter(r.offset, r.timestamp, r.value, r.key, r.headers) for r in records]
+
+    return await asyncio.to_thread(readable)
 
 
 def applied_ids(db: Database, entries: Sequence[DeadLetter]) -> set[str]:

@@ -38,6 +38,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from contract.sender import CommandSender
 from domain.envelopes import Topics
+from projections import metrics
 from projections.read_model import ReadModel
 from projections.read_model.feed import (
     ATTEMPTS_BEFORE_PASSING_OVER,
@@ -122,11 +123,14 @@ def create_faust_app(
     materializer: VectorMaterializer | None = None,
     *,
     fetch_max_wait_ms: int = 100,
+    kafka_options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> faust.App:
     """The app of the read model's feed and the vector agent (either may be None).
     ``fetch_max_wait_ms``: how long a fetch of either waits for data (Tansu holds a
-    fetch that long even when data arrives, so keep it short there)."""
+    fetch that long even when data arrives, so keep it short there). ``kafka_options``:
+    aiokafka's security options for the clients beside Faust's own, which take
+    ``broker_credentials`` among ``settings``."""
     # The group is named after the state it feeds, so fresh state replays from the start.
     if materializer is not None:
         app_id = f"{topics.prefix}-vec{materializer.generation()[:10]}"
@@ -151,13 +155,15 @@ def create_faust_app(
     events = app.topic(topics.events, value_type=bytes, value_serializer="raw")
 
     if read_model is not None:
-        feed = ReadModelFeed(bootstrap_servers, topics.events, read_model, fetch_max_wait_ms)
+        feed = ReadModelFeed(
+            bootstrap_servers, topics.events, read_model, fetch_max_wait_ms, kafka_options
+        )
         app.add_dependency(_Feeding(feed))
         if materializer is None:
             _hold_the_events_topic(app, events)
 
     if materializer is not None:
-        _add_vector_agent(app, events, materializer, bootstrap_servers, topics)
+        _add_vector_agent(app, events, materializer, bootstrap_servers, topics, kafka_options)
 
     return app
 
@@ -184,10 +190,12 @@ def _add_vector_agent(
     vectors: VectorMaterializer,
     bootstrap_servers: str,
     topics: Topics,
+    kafka_options: dict[str, Any] | None = None,
 ) -> None:
     @app.agent(events, concurrency=1, name="vectors")
     async def materialize_vectors(stream: faust.StreamT[bytes]) -> None:
-        reporter = TaskReporter(bootstrap_servers, topics, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        reporter = TaskReporter(bootstrap_servers, topics, loop, kafka_options)
         await reporter.start()
         vectors.on_copy_progress = reporter.copy_progress
         vectors.on_reprocess_progress = reporter.reprocess_progress
@@ -196,6 +204,7 @@ def _add_vector_agent(
             async for batch in stream.take(BATCH, within=BATCH_SECONDS):
                 envelopes = decode_events(batch)
                 await apply_until_done(vectors.apply, envelopes, "vectors")
+                metrics.applied("vectors", envelopes)
         finally:
             await reporter.stop()
 
@@ -214,9 +223,15 @@ class TaskReporter:
 
     ACTOR = "envbranch-vector-processor"
 
-    def __init__(self, bootstrap: str, topics: Topics, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        loop: asyncio.AbstractEventLoop,
+        kafka_options: dict[str, Any] | None = None,
+    ) -> None:
         self.loop = loop
-        self.sender = CommandSender(bootstrap, topics)
+        self.sender = CommandSender(bootstrap, topics, kafka_options=kafka_options)
 
     async def start(self) -> None:
         await self.sender.start()

@@ -63,8 +63,11 @@ class CommandGateway:
         applied: Wakeups | None = None,
         fetch_max_wait_ms: int = 100,
         max_command_bytes: int = 1024 * 1024,
+        kafka_options: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # aiokafka's security options (security_protocol, ssl_context, sasl_*)
+        self.kafka_options = dict(kafka_options or {})
         self.max_command_bytes = max_command_bytes
         self.topics = topics
         # command_ids -> (position, digest) of the receipts of those the read model applied
@@ -78,7 +81,10 @@ class CommandGateway:
         self._rejections: dict[tuple[int, int, str | None], dict[str, Any]] = {}
         # room for the record's own framing beyond the largest command
         self._sender = CommandSender(
-            bootstrap_servers, topics, max_request_size=max_command_bytes + 64 * 1024
+            bootstrap_servers,
+            topics,
+            max_request_size=max_command_bytes + 64 * 1024,
+            kafka_options=self.kafka_options,
         )
         self._dlq: AIOKafkaConsumer | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -94,6 +100,7 @@ class CommandGateway:
             bootstrap_servers=self.bootstrap_servers,
             enable_auto_commit=False,
             fetch_max_wait_ms=self.fetch_max_wait_ms,  # Tansu holds a fetch this long
+            **self.kafka_options,
         )
         await self._dlq.start()
         tp = TopicPartition(self.topics.dlq, 0)
@@ -150,6 +157,12 @@ class CommandGateway:
         sent = Sent(command_id, digest, landed.partition, landed.offset)
         sent.position = await self.wait(sent)
         return sent
+
+    def dlq_entries(self) -> int | None:
+        """How many entries the DLQ topic holds, as its last fetch saw (None before one)."""
+        if self._dlq is None:
+            return None
+        return self._dlq.highwater(TopicPartition(self.topics.dlq, 0))
 
     async def resend(self, value: bytes, key: bytes | None) -> Sent:
         """Send a command's bytes again as they were (a dead letter's redrive) and wait

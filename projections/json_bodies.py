@@ -55,7 +55,7 @@ async def _read_at_most(request: Request, limit: int) -> bytes:
 def _too_large(size: int, limit: int) -> CommandRejected:
     return CommandRejected(
         ErrorCode.MESSAGE_TOO_LARGE,
-        f"the body is more than {limit} bytes, the most a command may hold",
+        f"the body is more than {limit} bytes, the most this operation takes",
         size=size,
         limit=limit,
     )

@@ -50,6 +50,7 @@ class Database:
             password=pg.get("POSTGRES_PASSWORD") or None,
             autocommit=True,
             row_factory=dict_row,
+            **libpq_tls(pg),
         )
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         conn.execute(f'SET search_path TO "{self.schema}"')
@@ -117,6 +118,21 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+# POSTGRES_* variables of TLS and the libpq parameters they set.
+LIBPQ_TLS = {
+    "POSTGRES_SSLMODE": "sslmode",
+    "POSTGRES_SSLROOTCERT": "sslrootcert",
+    "POSTGRES_SSLCERT": "sslcert",
+    "POSTGRES_SSLKEY": "sslkey",
+}
+
+
+def libpq_tls(postgres: dict[str, str]) -> dict[str, Any]:
+    """The TLS parameters of a PostgreSQL connection (sslmode ...) from POSTGRES_SSL*;
+    none set: libpq's defaults."""
+    return {param: postgres[name] for name, param in LIBPQ_TLS.items() if postgres.get(name)}
 
 
 # The names both drivers (sqlite3, psycopg) give errors of a database that is away or busy.

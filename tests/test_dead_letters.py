@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
 from domain.envelopes import Topics
 from envbranch.publisher import Publisher
 from tests.conftest import LiveStack
+from tests.support import wait_until
 
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1", "params": {"dim": 8}}
 
@@ -160,10 +162,41 @@ def test_the_command_line_lists_and_redrives_dead_letters(
     redriven = cli(live_stack, "redrive", offset, "--timeout", "60")
     assert redriven.returncode == 0, redriven.stdout + redriven.stderr
     assert f"{command_id} applied" in redriven.stdout
-    assert documents(http, ns, "cli-later") == 1
+    # the command line answers once the receipt is on the events topic: the read model
+    # and the vector store follow
+    wait_until(lambda: documents(http, ns, "cli-later") == 1, 60, "the redriven document")
+    wait_until(lambda: all(e["applied"] for e in entries_of(http, command_id)), 60, "the receipt")
     twice = cli(live_stack, "redrive", offset)
     assert twice.returncode == 0 and "applied already: not sent again" in twice.stdout
     missing = cli(live_stack, "redrive", "999999999")
     assert missing.returncode == 1 and "not found" in missing.stdout
     bad = cli(live_stack, "list", "--since", "yesterday")
     assert bad.returncode == 2 and "--since must be an ISO-8601 time" in bad.stderr
+
+
+def test_an_entry_that_is_not_a_command_is_never_sent_again(
+    live_stack: LiveStack, http: httpx.Client
+) -> None:
+    """Not JSON, or a command without its command_id: sending it again could only fail, or
+    apply it under an ID made up now, once per redrive."""
+    topics = Topics(live_stack.env["ENVBRANCH_TOPIC_PREFIX"])
+    producer = Producer({"bootstrap.servers": live_stack.env["KAFKA_BOOTSTRAP_SERVERS"]})
+    marker = uuid.uuid4().hex
+    no_id = {"type": "namespaces.create", "body": {"namespace_name": f"x-{marker}"}}
+    for raw in (f"not json {marker}".encode(), json.dumps(no_id).encode()):
+        producer.produce(topics.commands, raw)
+    assert producer.flush(30) == 0
+
+    def rejected() -> list[int]:
+        listed = http.get("/v1/dlq", params={"limit": 1000}).json()["results"]
+        found = [e["dlq_offset"] for e in listed if marker in json.dumps(e)]
+        return found if len(found) == 2 else []
+
+    offsets = wait_until(rejected, 60, "both on the DLQ")
+    answer = http.post("/v1/dlq/redrive", json={"dlq_offsets": offsets}).json()["results"]
+    assert [r["outcome"] for r in answer] == ["rejected", "rejected"]
+    for offset in offsets:
+        refused = cli(live_stack, "redrive", str(offset))
+        assert refused.returncode == 1 and "not a readable command" in refused.stdout
+    names = http.get("/v1/namespaces", params={"limit": 1000}).json()["results"]
+    assert f"x-{marker}" not in [n["namespace_name"] for n in names]

@@ -11,6 +11,7 @@ from projections.api import (
     diffs,
     health,
     history,
+    metrics,
     namespaces,
     releases,
     resources,
@@ -39,6 +40,7 @@ ROUTERS = (
     checkpoints,
     dead_letters,
     health,
+    metrics,
     console,
 )
 
@@ -71,4 +73,5 @@ def create_app(
     for family in ROUTERS:
         document_errors(family.router)  # the same answers each time: safe to repeat
         app.include_router(family.router)
+    metrics.watch(app)
     return app

@@ -23,6 +23,7 @@ from projections.api.services import Services
 from projections.api.vectors import until_materialized
 from projections.api.writes import Written
 from projections.auth import Principal
+from projections.gateway import CommandTimeout
 from projections.json_bodies import LimitedJsonRoute
 
 router = APIRouter(route_class=LimitedJsonRoute)
@@ -34,7 +35,10 @@ def _admin(who: Principal) -> None:
 
 
 async def _entries(svc: Services) -> list[dl.DeadLetter]:
-    return await dl.read_dead_letters(svc.gateway.bootstrap_servers, svc.gateway.topics)
+    gateway = svc.gateway
+    return await dl.read_dead_letters(
+        gateway.bootstrap_servers, gateway.topics, gateway.kafka_options
+    )
 
 
 @router.get("/v1/dlq", response_model=s.Page[s.DeadLetter])
@@ -86,9 +90,12 @@ async def _send_again(svc: Services, entry: dl.DeadLetter) -> dict[str, Any]:
         return dl.redrive_outcome(entry, entry.dlq_offset, "rejected", message)
     try:
         sent = await svc.gateway.resend(entry.value, entry.key)
+        if svc.materializer is not None:  # answered once searchable, as an API write is
+            await until_materialized(svc, Written(sent.command_id, sent.position or 0))
     except CommandRejected as e:
         return dl.redrive_outcome(entry, entry.dlq_offset, "rejected", f"{e.code}: {e.message}")
-    if svc.materializer is not None:  # answered once searchable, as a write through the API
-        await until_materialized(svc, Written(sent.command_id, sent.position or 0))
+    except (CommandTimeout, ApiError) as e:  # sent: look again later (GET /v1/dlq: applied)
+        message = f"sent again; no outcome in time ({e}): see whether it is applied later"
+        return dl.redrive_outcome(entry, entry.dlq_offset, "timeout", message)
     answer = dl.redrive_outcome(entry, entry.dlq_offset, "applied")
     return {**answer, "position": sent.position}

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from domain.envelopes import POSITION_HEADER, EventEnvelope, read_event
+from projections import metrics
 from projections.sql import is_transient
 
 log = logging.getLogger(__name__)
@@ -145,11 +146,14 @@ class ReadModelFeed:
         topic: str,
         read_model: Target,
         fetch_max_wait_ms: int = 100,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.tp = TopicPartition(topic, 0)
         self.read_model = read_model
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        # aiokafka's security options (security_protocol, ssl_context, sasl_*)
+        self.kafka_options = dict(kafka_options or {})
 
     async def run(self) -> None:
         """Read and apply until cancelled; after an unexpected failure, start again from
@@ -182,6 +186,7 @@ class ReadModelFeed:
             auto_offset_reset="earliest",  # a broker that came back empty: from its start
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=FETCH_BYTES,
+            **self.kafka_options,
         )
         await consumer.start()
         tasks: list[asyncio.Task[None]] = []
@@ -257,6 +262,7 @@ class ReadModelFeed:
                     apply = partial(self.read_model.apply, offsets=offsets)
                     envelopes = [envelope for envelope, _ in batch]
                     await apply_until_done(apply, envelopes, "read model", executor)
+                    metrics.applied("projector", envelopes)
                     collector.tick()
                 if catching_up and waiting.at_head and not waiting.events:
                     loop = asyncio.get_running_loop()

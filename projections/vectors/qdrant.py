@@ -105,8 +105,9 @@ class QdrantStore(VectorStore):
         return cls(QdrantClient(path=str(path)))
 
     @classmethod
-    def server(cls, url: str) -> QdrantStore:
-        return cls(QdrantClient(url=url))
+    def server(cls, url: str, api_key: str | None = None) -> QdrantStore:
+        """A Qdrant server at ``url`` (https:// for TLS), sending ``api_key`` if given."""
+        return cls(QdrantClient(url=url, api_key=api_key))
 
     @contextmanager
     def _on(self, name: str) -> Iterator[None]:
