@@ -71,7 +71,7 @@ class ProcessorConfig:
     # At most this many commands are decided together and stored in one transaction.
     max_batch_commands: int = 500
     # aiokafka's security options (security_protocol, ssl_context, sasl_*), for every client
-    kafka_options: dict[str, Any] = field(default_factory=dict)
+    kafka_options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password
 
 
 class _Stopping(Exception):

@@ -55,7 +55,7 @@ class RelayConfig:
     identity_check_seconds: float = 0.5
     max_batch_bytes: int = 900 * 1024
     # aiokafka's security options (security_protocol, ssl_context, sasl_*), for every client
-    kafka_options: dict[str, Any] = field(default_factory=dict)
+    kafka_options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password
 
 
 class Wakeups(Protocol):

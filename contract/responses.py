@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from domain.values import Identifier
+from domain.values import Count, Identifier
 
 T = TypeVar("T")
 
@@ -251,7 +251,7 @@ class DeadLetter(Model):
 class RedriveRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
-    dlq_offsets: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1000)]
+    dlq_offsets: Annotated[list[Count], Field(min_length=1, max_length=1000)]
 
 
 class Redriven(Model):

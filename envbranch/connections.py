@@ -151,6 +151,10 @@ def preflight(settings: Settings, bootstrap_servers: str, *, postgres: bool = Tr
     asyncio.run(check_kafka(bootstrap_servers, settings.kafka_security))
     if postgres and settings.event_store == "postgres":
         check_postgres(settings.postgres)
+    if settings.qdrant_url and settings.qdrant_api_key is not None:
+        if settings.qdrant_url.startswith("http://"):
+            log.warning("QDRANT_API_KEY goes to %s unencrypted: use https://", settings.qdrant_url)
+        check_qdrant(settings.qdrant_url, settings.qdrant_api_key.get_secret_value())
 
 
 async def check_kafka(
@@ -170,7 +174,9 @@ async def check_kafka(
         except (ssl.SSLError, ssl.CertificateError) as e:
             raise ConnectionRefused(_tls_failure(where, security, e)) from None
         except TimeoutError:
-            if security.uses_tls:  # a listener without TLS waits for the rest of a "frame"
+            # A listener without TLS waits for the rest of a "frame"; a server that does
+            # not answer at all is just unreachable (the next one may answer).
+            if security.uses_tls and await _tcp_answers(host, port, timeout):
                 raise ConnectionRefused(
                     f"Kafka at {where}: no TLS handshake within {timeout}s; does that "
                     f"listener speak TLS? (KAFKA_SECURITY_PROTOCOL is {security.protocol})"
@@ -190,6 +196,16 @@ async def check_kafka(
     raise ConnectionRefused(
         "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS: " + "; ".join(unreachable)
     )
+
+
+async def _tcp_answers(host: str, port: int, timeout: float) -> bool:
+    """Whether a plain TCP connection to the server opens within ``timeout``."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 async def _connect(host: str, port: int, options: dict[str, Any], timeout: float) -> Any:
@@ -271,6 +287,10 @@ def _servers(bootstrap_servers: str) -> list[tuple[str, int]]:
     servers = []
     for item in bootstrap_servers.split(","):
         item = item.strip()
+        if not item:
+            continue  # "a:9092," as Kafka's clients read it
+        if ":" not in item.strip("[]") or item.endswith("]"):
+            item = f"{item}:9092"  # Kafka's default port, as aiokafka and Faust assume
         host, sep, port = item.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(
@@ -279,6 +299,26 @@ def _servers(bootstrap_servers: str) -> list[tuple[str, int]]:
             )
         servers.append((host.strip("[]"), int(port)))
     return servers
+
+
+def check_qdrant(url: str, api_key: str) -> None:
+    """List the server's collections with the key: a refused key stops the start (the
+    vector processor would otherwise wait on every write for a key that is fixed later)."""
+    from qdrant_client import QdrantClient
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        QdrantClient(
+            url=url, api_key=api_key, timeout=10, check_compatibility=False
+        ).get_collections()
+    except UnexpectedResponse as e:
+        if e.status_code in (401, 403):
+            raise ConnectionRefused(
+                f"Qdrant at {url} refused QDRANT_API_KEY ({e.status_code}): check the key"
+            ) from None
+        raise ConnectionRefused(f"Qdrant at {url} answered {e.status_code}") from None
+    except (ResponseHandlingException, OSError) as e:
+        raise ConnectionRefused(f"cannot reach Qdrant at {url} (QDRANT_URL): {e}") from None
 
 
 def check_postgres(postgres: dict[str, str], timeout: int = 10) -> None:

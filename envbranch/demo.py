@@ -28,7 +28,7 @@ import httpx
 from contract.responses import Task
 from envbranch.client import Client, EnvbranchError
 from envbranch.corpus import evaluation_queries, load_corpus
-from envbranch.tasks_cli import watch
+from envbranch.tasks_cli import WatchFailed, watch
 
 TEXT = {"feature_extractor_name": "text_extractor", "version": "v1"}
 MINILM = {"feature_extractor_name": "minilm_extractor", "version": "v1"}
@@ -366,7 +366,7 @@ def main(args: argparse.Namespace) -> int:
         with embedded_stack(data_dir) as (url, key, env), Client(url, key) as client:
             verify = verifier(env, data_dir / "replay", sys.stdout)
             story = run_story(client, verify, _say, sys.stdout)
-    except (StepFailed, EnvbranchError) as e:
+    except (StepFailed, EnvbranchError, WatchFailed, TimeoutError) as e:
         print(f"demo failed: {e}", flush=True)
         return 1
     finally:

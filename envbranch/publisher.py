@@ -105,8 +105,8 @@ class _Scan:
     """Where the watchers read, and until when."""
 
     bootstrap_servers: str
-    kafka_options: dict[str, Any]
-    deadline: float
+    kafka_options: dict[str, Any] = field(repr=False)  # it may hold a password
+    deadline: float = 0.0
 
 
 async def _scan(scan: _Scan, topic: str):  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 
+from domain.ids import Kind, kind_of
 from envbranch.progress import ProgressLine
 from envbranch.settings import Settings
 
@@ -113,9 +114,15 @@ def _get(client: Client, task_id: str, deadline: float | None, reached: bool) ->
 
 def cmd_tasks_watch(args: argparse.Namespace) -> int:
     """Follow a task (a namespace clone's deep copy, a reprocess, a taxonomy run) until it
-    ends: 0 when it completed, 1 when it failed, 2 for an unknown ID."""
+    ends: 0 when it completed, 1 when it failed (or --timeout passed, or the API stayed
+    away), 2 for an unknown ID."""
     from envbranch.client import Client
 
+    if kind_of(args.task_id) is not Kind.TASK:  # never a path of the API's but a task's
+        print(
+            f"envbranch: {args.task_id!r} is not a task ID (task_<32 hex digits>)", file=sys.stderr
+        )
+        return 2
     url = args.url or os.environ.get("ENVBRANCH_URL") or Settings.from_env().api_url
     key = args.api_key or os.environ.get("ENVBRANCH_API_KEY")
     if not key:

@@ -47,7 +47,11 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "The last position (events) or next offset (commands) a component handled",
         ("component", "topic", "partition"),
     ),
-    "envbranch_dlq_entries": ("Entries on the dead-letter queue topic", ()),
+    "envbranch_dlq_entries": (
+        "Entries written to the dead-letter queue topic (its end offset: what retention "
+        "removed is still counted)",
+        (),
+    ),
     "envbranch_tasks": ("Tasks by type and status", ("task_type", "status")),
     "envbranch_task_progress_percent": (
         "Progress of each task in progress",
@@ -127,21 +131,22 @@ def lag(
     return found
 
 
-def task_samples(rows: Iterable[dict[str, Any]], progress_of: Callable[[Any], Any]) -> list[Sample]:
-    """Samples of the tasks table's rows (task_id, task_type, status, progress)."""
-    counts: dict[tuple[str, str], int] = {}
+def task_samples(
+    running: Iterable[dict[str, Any]],
+    counts: Iterable[dict[str, Any]],
+    progress_of: Callable[[Any], Any],
+) -> list[Sample]:
+    """Samples of the tasks in progress (task_id, task_type, progress) and of how many
+    tasks there are by type and status (task_type, status, n)."""
     found: list[Sample] = []
-    for row in rows:
-        key = (str(row["task_type"]), str(row["status"]))
-        counts[key] = counts.get(key, 0) + 1
-        if row["status"] != "IN_PROGRESS":
-            continue
+    for row in running:
         progress = progress_of(row["progress"]) or {}
-        labels = {"task_id": str(row["task_id"]), "task_type": key[0]}
+        labels = {"task_id": str(row["task_id"]), "task_type": str(row["task_type"])}
         found.append(("envbranch_task_progress_percent", labels, float(progress.get("percent", 0))))
         if "points_copied" in progress:
             copied = float(progress["points_copied"])
             found.append(("envbranch_task_points_copied", {"task_id": labels["task_id"]}, copied))
-    for (task_type, status), n in counts.items():
-        found.append(("envbranch_tasks", {"task_type": task_type, "status": status}, float(n)))
+    for row in counts:
+        labels = {"task_type": str(row["task_type"]), "status": str(row["status"])}
+        found.append(("envbranch_tasks", labels, float(row["n"])))
     return found

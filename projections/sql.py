@@ -158,8 +158,10 @@ def is_transient(error: BaseException) -> bool:
             if isinstance(error, module.ResponseHandlingException):
                 return True
             status = getattr(error, "status_code", None)
+            # 401/403: a key that is wrong or was rotated is fixed by its operator, not by
+            # passing over the event: wait for it as for a server that is away
             if isinstance(error, module.UnexpectedResponse) and (
-                status is None or status >= 500 or status == 429
+                status is None or status >= 500 or status in (401, 403, 429)
             ):
                 return True
     return False

@@ -37,8 +37,10 @@ from domain.envelopes import Topics
 from envbranch.broker import answers_kafka, free_port, tansu_binary
 from envbranch.connections import (
     ConnectionRefused,
+    _servers,
     check_kafka,
     check_postgres,
+    check_qdrant,
     describe_kafka,
     faust_credentials,
     kafka_options,
@@ -689,3 +691,34 @@ def test_the_qdrant_api_key_goes_with_every_request() -> None:
         assert httpx.get(url + "/collections").status_code == 200  # the stub itself answers
     finally:
         server.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+def test_a_refused_qdrant_key_stops_the_start_with_the_reason() -> None:
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(401 if self.headers.get("api-key") != "right" else 200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"result": {"collections": []}, "status": "ok", "time": 0}')
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ConnectionRefused, match=r"refused QDRANT_API_KEY \(401\)"):
+            check_qdrant(url, "wrong")
+        check_qdrant(url, "right")
+    finally:
+        server.shutdown()
+    with pytest.raises(ConnectionRefused, match="cannot reach Qdrant"):
+        check_qdrant(f"http://127.0.0.1:{free_port()}", "right")
+
+
+def test_bootstrap_servers_are_read_as_kafkas_clients_read_them() -> None:
+    assert _servers("a:1, b ,[::1]:3,") == [("a", 1), ("b", 9092), ("::1", 3)]
+    with pytest.raises(ValueError, match="is not host:port"):
+        _servers("a:port")

@@ -130,7 +130,11 @@ def test_the_dead_letter_queue_is_for_admin_keys_only(
         answer = other.post("/v1/dlq/redrive", json={"dlq_offsets": [0]})
         assert answer.status_code == 403
         assert "every namespace" in answer.json()["error"]["message"]
-    assert http.get("/v1/dlq", params={"since": "2026-01-01T00:00:00"}).status_code == 422
+    for since in ("2026-01-01T00:00:00", "0.5", "yesterday"):
+        answer = http.get("/v1/dlq", params={"since": since})
+        assert answer.status_code == 422 and "time zone" in answer.json()["error"]["message"]
+    assert http.get("/v1/dlq", params={"since": "2026-01-01T00:00:00Z"}).status_code == 200
+    assert http.post("/v1/dlq/redrive", json={"dlq_offsets": [False]}).status_code == 422
     assert http.post("/v1/dlq/redrive", json={"dlq_offsets": []}).status_code == 422
 
 

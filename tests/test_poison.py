@@ -629,6 +629,9 @@ def test_a_command_whose_reason_would_not_fit_a_message_goes_to_the_dlq_and_the_
         (httpx.ConnectError("refused"), True),
         (ResponseHandlingException(httpx.ReadTimeout("slow")), True),
         (UnexpectedResponse(503, "Unavailable", b"", httpx.Headers()), True),
+        # a wrong or rotated key: waited for until it is fixed, never passed over
+        (UnexpectedResponse(401, "Unauthorized", b"", httpx.Headers()), True),
+        (UnexpectedResponse(403, "Forbidden", b"", httpx.Headers()), True),
         (UnexpectedResponse(400, "Bad Request", b"", httpx.Headers()), False),
         (KeyError("a field the event does not have"), False),
         (ValueError("a bug"), False),

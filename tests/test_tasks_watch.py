@@ -76,24 +76,32 @@ def test_watching_a_deep_copy_shows_it_to_100_percent_and_exits_0(live_stack: Li
     )
 
 
+UNKNOWN = "task_" + "0" * 32
+T1 = "task_" + "1" * 32
+
+
 def test_watching_an_unknown_task_exits_2_saying_so(live_stack: LiveStack) -> None:
-    done = watch(live_stack.url, live_stack.admin_key, "no-such-task")
+    done = watch(live_stack.url, live_stack.admin_key, UNKNOWN)
     assert done.returncode == 2
-    assert "envbranch: no task 'no-such-task'" in done.stderr
+    assert f"envbranch: no task '{UNKNOWN}'" in done.stderr
     assert done.stdout == ""
+    # what is not a task ID never becomes a path of the API's (../keys would be GET /v1/keys)
+    for bad in ("../keys", "no-such-task", "task_1?x=1"):
+        refused = watch(live_stack.url, live_stack.admin_key, bad)
+        assert refused.returncode == 2 and "is not a task ID" in refused.stderr
 
 
 def test_watching_without_a_key_or_an_api_exits_2_saying_why(live_stack: LiveStack) -> None:
-    no_key = watch(live_stack.url, None, "some-task")
+    no_key = watch(live_stack.url, None, UNKNOWN)
     assert no_key.returncode == 2
     assert "no API key: pass --api-key or set ENVBRANCH_API_KEY" in no_key.stderr
-    refused = watch(live_stack.url, "eb_wrong", "some-task")
+    refused = watch(live_stack.url, "eb_wrong", UNKNOWN)
     assert refused.returncode == 2
     assert "the API refused the key (401)" in refused.stderr
     from envbranch.broker import free_port
 
     nowhere = f"http://127.0.0.1:{free_port()}"
-    unreachable = watch(nowhere, "eb_any", "some-task")
+    unreachable = watch(nowhere, "eb_any", UNKNOWN)
     assert unreachable.returncode == 2
     assert f"cannot reach the API at {nowhere}" in unreachable.stderr
 
@@ -148,7 +156,7 @@ def scripted_api(answers: list[dict[str, Any]]) -> Iterator[str]:
 
 def task(status: str, done: int, total: int, **more: Any) -> dict[str, Any]:
     return {
-        "task_id": "t1",
+        "task_id": T1,
         "task_type": "api_collections_trigger",
         "operation": "reprocess",
         "namespace_id": "ns1",
@@ -171,9 +179,9 @@ def test_a_failed_task_exits_1_with_its_error() -> None:
         task("FAILED", 30, 40, error="the extractor ran out of memory"),
     ]
     with scripted_api(answers) as url:
-        done = watch(url, "eb_key", "t1", "--interval", "0.05")
+        done = watch(url, "eb_key", T1, "--interval", "0.05")
     assert done.returncode == 1
-    assert "task t1 failed: the extractor ran out of memory" in done.stderr
+    assert f"task {T1} failed: the extractor ran out of memory" in done.stderr
     lines = progress_lines(done.stdout)
     shown = [(ln.split("] ", 1)[1].split("%")[0].strip(), ln.rsplit("  ", 1)[1]) for ln in lines]
     # the repeated answer made no line of its own

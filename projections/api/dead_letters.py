@@ -34,6 +34,20 @@ def _admin(who: Principal) -> None:
         raise ApiError(403, "forbidden", "the dead-letter queue is for keys for every namespace")
 
 
+def _moment(name: str, text: str | None) -> datetime | None:
+    """A query parameter's ISO 8601 time, which must name its time zone."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        message = f"{name}: an ISO 8601 time with a time zone (e.g. 2026-01-01T00:00:00Z)"
+        raise ApiError(422, "validation_error", message)
+    return moment
+
+
 async def _entries(svc: Services) -> list[dl.DeadLetter]:
     gateway = svc.gateway
     return await dl.read_dead_letters(
@@ -47,17 +61,14 @@ async def list_dead_letters(
     svc: Svc,
     code: str | None = None,
     command_type: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[str | None, Query(json_schema_extra={"format": "date-time"})] = None,
+    until: Annotated[str | None, Query(json_schema_extra={"format": "date-time"})] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> Any:
     """Rejected commands, newest first, filtered by error code, command type and time."""
     _admin(who)
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise ApiError(422, "validation_error", f"{name}: give a time zone (e.g. Z)")
-    filters = dl.Filters(code, command_type, since, until)
+    filters = dl.Filters(code, command_type, _moment("since", since), _moment("until", until))
     shown, total = dl.listed(await _entries(svc), filters, limit, offset)
     applied = await svc.read(dl.applied_ids, shown)
     rows = [e.as_dict(e.command_id in applied) for e in shown]

@@ -66,19 +66,19 @@ class _Counts:
         return self.found
 
 
-def samples(svc: Services, counts: _Counts) -> list[metrics.Sample]:
+def samples(svc: Services, points: _Counts) -> list[metrics.Sample]:
     found: list[metrics.Sample] = []
     entries = svc.gateway.dlq_entries()
     if entries is not None:
         found.append(("envbranch_dlq_entries", {}, float(entries)))
-    rows = svc.db.query(
-        "SELECT task_id, task_type, status, progress FROM tasks WHERE status = 'IN_PROGRESS' "
-        "UNION ALL SELECT NULL, task_type, status, NULL FROM tasks WHERE status <> 'IN_PROGRESS'"
+    running = svc.db.query(
+        "SELECT task_id, task_type, progress FROM tasks WHERE status = 'IN_PROGRESS'"
     )
-    found += metrics.task_samples(rows, _progress)
+    counts = svc.db.query("SELECT task_type, status, COUNT(*) AS n FROM tasks GROUP BY 1, 2")
+    found += metrics.task_samples(running, counts, _progress)
     if svc.materializer is not None:
-        for name, points in counts.of(svc.materializer.vectors).items():
-            found.append(("envbranch_vector_points", {"store": name}, float(points)))
+        for name, n in points.of(svc.materializer.vectors).items():
+            found.append(("envbranch_vector_points", {"store": name}, float(n)))
     return found
 
 

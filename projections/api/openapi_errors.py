@@ -34,7 +34,13 @@ WHY = {
 # POSTs that only read: a page, a search, a classification.
 READING_POSTS = ("/list", "/execute", "/classify")
 # Only for a key that sees every namespace (or, for a rollback, every one the ref visited).
-NEEDS_WIDER_KEY = {"/v1/keys", "/v1/checkpoints", "/v1/refs/{name}/rollback"}
+NEEDS_WIDER_KEY = {
+    "/v1/keys",
+    "/v1/checkpoints",
+    "/v1/refs/{name}/rollback",
+    "/v1/dlq",
+    "/v1/dlq/redrive",
+}
 # Names namespaces outside the path and X-Namespace: in the body or the query.
 RESOLVES_OTHERWISE = {"/v1/keys", "/v1/diff"}
 # Run on the vector store: 503 without one, 409 while a collection is not ready.
