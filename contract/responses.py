@@ -251,7 +251,8 @@ class DeadLetter(Model):
 class RedriveRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
-    dlq_offsets: Annotated[list[Count], Field(min_length=1, max_length=1000)]
+    # each is sent again and waited for in turn: a redrive is a few entries at a time
+    dlq_offsets: Annotated[list[Count], Field(min_length=1, max_length=100)]
 
 
 class Redriven(Model):

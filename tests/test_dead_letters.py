@@ -111,7 +111,7 @@ def test_a_command_rejected_for_a_missing_collection_is_redriven_once_it_exists(
     assert later["dlq_offset"] > offset and first_entry["dlq_offset"] == offset
     assert later["applied"] is True and first_entry["applied"] is True
     # a second redrive, of this entry or of the later rejection, sends nothing
-    offsets = [offset, later["dlq_offset"], offset + 10**6]
+    offsets = [offset, later["dlq_offset"], offset, offset + 10**6]  # the first one once
     second = http.post("/v1/dlq/redrive", json={"dlq_offsets": offsets})
     outcomes = [r["outcome"] for r in second.json()["results"]]
     assert outcomes == ["already_applied", "already_applied", "not_found"]
@@ -135,6 +135,7 @@ def test_the_dead_letter_queue_is_for_admin_keys_only(
         assert answer.status_code == 422 and "time zone" in answer.json()["error"]["message"]
     assert http.get("/v1/dlq", params={"since": "2026-01-01T00:00:00Z"}).status_code == 200
     assert http.post("/v1/dlq/redrive", json={"dlq_offsets": [False]}).status_code == 422
+    assert http.post("/v1/dlq/redrive", json={"dlq_offsets": [0] * 101}).status_code == 422
     assert http.post("/v1/dlq/redrive", json={"dlq_offsets": []}).status_code == 422
 
 

@@ -77,12 +77,14 @@ async def list_dead_letters(
 
 @router.post("/v1/dlq/redrive", response_model=s.RedriveAnswer)
 async def redrive(body: s.RedriveRequest, who: Who, svc: Svc) -> Any:
-    """Send chosen entries again, in the order given; each answer says what became of it."""
+    """Send chosen entries again, in the order given, each once (an offset given twice is
+    answered once); each answer says what became of it."""
     _admin(who)
-    found = dl.chosen(await _entries(svc), body.dlq_offsets)
+    offsets = list(dict.fromkeys(body.dlq_offsets))
+    found = dl.chosen(await _entries(svc), offsets)
     applied = await svc.read(dl.applied_ids, list(found.values()))
     results = []
-    for offset in body.dlq_offsets:
+    for offset in offsets:
         entry = found.get(offset)
         if entry is None:
             results.append(dl.redrive_outcome(None, offset, "not_found", "no such entry"))
